@@ -1,0 +1,46 @@
+// One JSON line per event, with the context (component, namespace, pod, identity) carried by child loggers.
+import winston from 'winston';
+import { redact, redactString } from './redact.ts';
+
+export type Logger = winston.Logger;
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function parseLogLevel(value: string | undefined, fallback: LogLevel = 'info'): LogLevel {
+  if (value === undefined || value === '') return fallback;
+  const level = value.toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  throw new Error(`invalid log level "${value}": expected one of ${LOG_LEVELS.join(', ')}`);
+}
+
+// Runs last, after child-logger fields are merged, so nothing a caller adds escapes redaction.
+// Errors are turned into plain fields here because winston's errors() format misses them on child loggers.
+const redactFormat = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    if (key === 'level' || key === 'timestamp') continue;
+    const value = info[key];
+    info[key] = key === 'message' && typeof value === 'string' ? redactString(value) : redact(value);
+  }
+  return info;
+});
+
+export interface LoggerOptions {
+  level?: string;
+  /** Where lines go; stderr by default so command output on stdout stays clean. */
+  stream?: NodeJS.WritableStream;
+  context?: Record<string, unknown>;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const level = parseLogLevel(options.level ?? process.env.CINCH_LOG_LEVEL);
+  const transport = options.stream
+    ? new winston.transports.Stream({ stream: options.stream })
+    : new winston.transports.Console({ stderrLevels: [...LOG_LEVELS] });
+  return winston.createLogger({
+    level,
+    levels: winston.config.npm.levels,
+    defaultMeta: options.context,
+    format: winston.format.combine(winston.format.timestamp(), redactFormat(), winston.format.json()),
+    transports: [transport],
+  });
+}
