@@ -1,0 +1,71 @@
+# The two commands a new user needs: `make run` (Cinch against a local real cluster) and `make test`.
+# Both install what they need first: Debian packages (apt) and the npm dependencies, Node 24 included.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+APT_PACKAGES := etcd-server openssl iptables iproute2 curl jq
+CLUSTER_DIR := $(CURDIR)/.cluster
+
+.PHONY: help deps run test unit integration e2e typecheck lint cluster cluster-down image bench clean
+
+help:
+	@echo "make run          run the control plane against \$$KUBECONFIG, or a local real cluster it starts"
+	@echo "make test         type-check, lint, unit + integration + end-to-end tests (starts its own API server)"
+	@echo "make cluster      start the local API server (etcd + kube-apiserver 1.20.2) in .cluster/"
+	@echo "make cluster-down stop it"
+	@echo "make bench        run the benchmarks under bench/"
+	@echo "make image        build the container image (needs a container engine)"
+
+# Debian packages, only those missing (apt-get update once, only when something is missing).
+.deps-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# npm ci when node_modules is missing or older than the lock file; it brings Node 24 (devDependency `node`).
+node_modules/.package-lock.json: package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: .deps-apt node_modules/.package-lock.json
+
+typecheck: deps
+	tsc --noEmit -p tsconfig.json
+
+lint: deps
+	eslint .
+
+# One node --test run so the summary counts every test; the global setup starts and always stops the API server.
+test: deps typecheck lint
+	node --test --test-concurrency=1 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts \
+	  "test/unit/**/*.test.ts" "test/integration/**/*.test.ts" "test/e2e/**/*.test.ts"
+
+unit: deps
+	node --test --test-reporter=spec "test/unit/**/*.test.ts"
+
+integration: deps
+	node --test --test-concurrency=1 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/integration/**/*.test.ts"
+
+e2e: deps
+	node --test --test-concurrency=1 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/e2e/**/*.test.ts"
+
+cluster: deps
+	node test/cluster/cli.ts up
+
+cluster-down:
+	@if [ -x node_modules/.bin/node ]; then node test/cluster/cli.ts down; fi
+
+run: deps
+	@node scripts/run.ts
+
+bench: deps
+	@for b in bench/*.ts; do echo "== $$b"; node $$b || exit 1; done
+
+image:
+	@if ! docker info >/dev/null 2>&1; then echo "make image: no container engine is running here (docker info failed); build the image where one is: docker build -t cinch ." >&2; exit 1; fi
+	docker build -t cinch .
+
+clean: cluster-down
+	rm -rf $(CLUSTER_DIR)
