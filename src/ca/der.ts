@@ -29,18 +29,48 @@ export class DerError extends Error {
 
 /** Definite-length octets: short form below 128, else 0x80|n followed by n big-endian bytes, minimal. */
 export function encodeLength(length: number): Buffer {
+  const out = Buffer.allocUnsafe(lengthSize(length));
+  writeLength(out, 0, length);
+  return out;
+}
+
+function lengthSize(length: number): number {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`DER length must be a non-negative safe integer, got ${length}`);
-  if (length < 0x80) return Buffer.from([length]);
-  const bytes: number[] = [];
-  for (let rest = length; rest > 0; rest = Math.floor(rest / 256)) bytes.unshift(rest % 256);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
+  if (length < 0x80) return 1;
+  let bytes = 0;
+  for (let rest = length; rest > 0; rest = Math.floor(rest / 256)) bytes++;
+  return 1 + bytes;
+}
+
+function writeLength(out: Buffer, offset: number, length: number): number {
+  const size = lengthSize(length);
+  if (size === 1) {
+    out[offset] = length;
+    return offset + 1;
+  }
+  out[offset] = 0x80 | (size - 1);
+  let rest = length;
+  for (let i = size - 1; i >= 1; i--) {
+    out[offset + i] = rest % 256;
+    rest = Math.floor(rest / 256);
+  }
+  return offset + size;
 }
 
 /** One TLV. `tag` is the whole identifier octet (low tag numbers only, which is all X.509 uses). */
 export function tlv(tag: number, ...content: readonly Uint8Array[]): Buffer {
   if (!Number.isInteger(tag) || tag < 0 || tag > 0xff || (tag & 0x1f) === 0x1f) throw new RangeError(`unsupported DER tag ${tag}`);
-  const body = content.length === 1 ? content[0]! : Buffer.concat(content);
-  return Buffer.concat([Buffer.from([tag]), encodeLength(body.length), body]);
+  let length = 0;
+  for (const part of content) length += part.length;
+  // One allocation per element: the signer builds a dozen of these per certificate.
+  const out = Buffer.allocUnsafe(1 + lengthSize(length) + length);
+  out[0] = tag;
+  let offset = writeLength(out, 1, length);
+  for (const part of content) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }
 
 export function sequence(...parts: readonly Uint8Array[]): Buffer {
@@ -97,7 +127,7 @@ export function unsignedInteger(magnitude: Uint8Array): Buffer {
   let start = 0;
   while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
   const trimmed = magnitude.length === 0 ? Buffer.from([0]) : Buffer.from(magnitude.subarray(start));
-  return tlv(TAG.INTEGER, (trimmed[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed);
+  return tlv(TAG.INTEGER, (trimmed[0] & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed);
 }
 
 export function boolean(value: boolean): Buffer {
@@ -115,7 +145,7 @@ export function octetString(content: Uint8Array): Buffer {
 export function bitString(content: Uint8Array, unusedBits = 0): Buffer {
   if (!Number.isInteger(unusedBits) || unusedBits < 0 || unusedBits > 7) throw new RangeError(`unused bits must be 0-7, got ${unusedBits}`);
   if (content.length === 0 && unusedBits !== 0) throw new RangeError('an empty BIT STRING has no unused bits');
-  if (unusedBits > 0 && (content[content.length - 1]! & ((1 << unusedBits) - 1)) !== 0) throw new RangeError('DER requires unused bits to be zero');
+  if (unusedBits > 0 && (content[content.length - 1] & ((1 << unusedBits) - 1)) !== 0) throw new RangeError('DER requires unused bits to be zero');
   return tlv(TAG.BIT_STRING, Buffer.from([unusedBits]), content);
 }
 
@@ -126,7 +156,7 @@ export function namedBits(bitNumbers: readonly number[]): Buffer {
   const bytes = Buffer.alloc(Math.floor(highest / 8) + 1);
   for (const bit of bitNumbers) {
     if (!Number.isInteger(bit) || bit < 0) throw new RangeError(`bad bit number ${bit}`);
-    bytes[bit >> 3]! |= 0x80 >> (bit & 7);
+    bytes[bit >> 3] |= 0x80 >> (bit & 7);
   }
   return bitString(bytes, 7 - (highest & 7));
 }
@@ -136,8 +166,8 @@ export function oid(dotted: string): Buffer {
     if (!/^(0|[1-9]\d*)$/.test(arc)) throw new RangeError(`bad OID ${JSON.stringify(dotted)}`);
     return BigInt(arc);
   });
-  if (arcs.length < 2 || arcs[0]! > 2n || (arcs[0]! < 2n && arcs[1]! > 39n)) throw new RangeError(`bad OID ${JSON.stringify(dotted)}`);
-  const subidentifiers = [arcs[0]! * 40n + arcs[1]!, ...arcs.slice(2)];
+  if (arcs.length < 2 || arcs[0] > 2n || (arcs[0] < 2n && arcs[1] > 39n)) throw new RangeError(`bad OID ${JSON.stringify(dotted)}`);
+  const subidentifiers = [arcs[0] * 40n + arcs[1], ...arcs.slice(2)];
   const bytes: number[] = [];
   for (const sub of subidentifiers) {
     const chunk = [Number(sub & 0x7fn)];
@@ -148,7 +178,7 @@ export function oid(dotted: string): Buffer {
 }
 
 export function ia5String(value: string): Buffer {
-  if (!/^[\x00-\x7f]*$/.test(value)) throw new RangeError('IA5String holds ASCII only');
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) throw new RangeError('IA5String holds ASCII only');
   return tlv(TAG.IA5_STRING, Buffer.from(value, 'latin1'));
 }
 
@@ -192,10 +222,10 @@ export interface DerNode {
 /** Reads the TLV at `offset`, which must end at or before `limit`. */
 export function readNode(buf: Uint8Array, offset: number, limit = buf.length): DerNode {
   if (offset >= limit) throw new DerError(`expected a DER element at offset ${offset}, found the end of the data`);
-  const tag = buf[offset]!;
+  const tag = buf[offset];
   if ((tag & 0x1f) === 0x1f) throw new DerError(`high tag number at offset ${offset} is not supported`);
   if (offset + 1 >= limit) throw new DerError(`truncated DER length at offset ${offset + 1}`);
-  const first = buf[offset + 1]!;
+  const first = buf[offset + 1];
   let length: number;
   let contentStart: number;
   if (first < 0x80) {
@@ -207,8 +237,8 @@ export function readNode(buf: Uint8Array, offset: number, limit = buf.length): D
     if (count > 4) throw new DerError(`DER length of ${count} bytes at offset ${offset + 1} is too large`);
     if (offset + 2 + count > limit) throw new DerError(`truncated DER length at offset ${offset + 1}`);
     length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + buf[offset + 2 + i]!;
-    if (buf[offset + 2]! === 0 || length < 0x80) throw new DerError(`non-minimal DER length at offset ${offset + 1}`);
+    for (let i = 0; i < count; i++) length = length * 256 + buf[offset + 2 + i];
+    if (buf[offset + 2] === 0 || length < 0x80) throw new DerError(`non-minimal DER length at offset ${offset + 1}`);
     contentStart = offset + 2 + count;
   }
   const end = contentStart + length;
@@ -263,7 +293,7 @@ export function decodeOid(content: Uint8Array): string {
     }
   }
   if (started) throw new DerError('truncated OBJECT IDENTIFIER');
-  const first = subidentifiers[0]!;
+  const first = subidentifiers[0];
   const head = first < 80n ? [first / 40n, first % 40n] : [2n, first - 80n];
   return [...head, ...subidentifiers.slice(1)].join('.');
 }

@@ -44,7 +44,7 @@ export const SERIAL_BYTES = 16;
  */
 export function randomSerial(): Buffer {
   const serial = randomBytes(SERIAL_BYTES);
-  serial[0] = 0x40 | (serial[0]! & 0x3f);
+  serial[0] = 0x40 | (serial[0] & 0x3f);
   return serial;
 }
 

@@ -107,7 +107,7 @@ export function parseWorkloadId(id: string): WorkloadIdentity {
   if (segments.length !== 4 || segments[0] !== 'ns' || segments[2] !== 'sa') {
     throw new SpiffeIdError(`${JSON.stringify(id)} is not a workload ID of the form spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount>`);
   }
-  return { trustDomain, namespace: segments[1]!, serviceAccount: segments[3]! };
+  return { trustDomain, namespace: segments[1], serviceAccount: segments[3] };
 }
 
 /** The principal form used by AuthorizationPolicy: the SPIFFE ID without `spiffe://`. */
