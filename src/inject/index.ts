@@ -18,3 +18,4 @@ export { parseStatus, type InjectionStatus } from './status.ts';
 export type { AppProbe, AppProbes } from './probes.ts';
 export { escapePointer } from './patch.ts';
 export * from './names.ts';
+export { injectManifest, type ManifestResult } from './manifests.ts';

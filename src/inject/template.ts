@@ -90,7 +90,7 @@ export function initContainer(s: SidecarSettings): V1Container {
 }
 
 export function proxyContainer(s: SidecarSettings): V1Container {
-  const healthGet = { path: HEALTH_PATH, port: HEALTH_PORT, scheme: 'HTTP' };
+  const healthGet = () => ({ path: HEALTH_PATH, port: HEALTH_PORT, scheme: 'HTTP' });
   const container: V1Container = {
     name: PROXY_CONTAINER_NAME,
     image: s.image,
@@ -113,8 +113,8 @@ export function proxyContainer(s: SidecarSettings): V1Container {
     },
     // Startup: up to 10 minutes for the first certificate (as Istio); as a native sidecar it also holds back
     // the app containers until the proxy is ready. Readiness: taken out of endpoints after a minute of failures.
-    startupProbe: { httpGet: healthGet, timeoutSeconds: 3, periodSeconds: 1, successThreshold: 1, failureThreshold: 600 },
-    readinessProbe: { httpGet: healthGet, timeoutSeconds: 3, periodSeconds: 15, successThreshold: 1, failureThreshold: 4 },
+    startupProbe: { httpGet: healthGet(), timeoutSeconds: 3, periodSeconds: 1, successThreshold: 1, failureThreshold: 600 },
+    readinessProbe: { httpGet: healthGet(), timeoutSeconds: 3, periodSeconds: 15, successThreshold: 1, failureThreshold: 4 },
     volumeMounts: [
       { name: VOLUME.token, mountPath: MOUNT_PATH.token, readOnly: true },
       { name: VOLUME.caRoot, mountPath: MOUNT_PATH.caRoot, readOnly: true },
