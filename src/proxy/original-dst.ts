@@ -45,6 +45,7 @@ const SOCKADDR_IN6_SIZE = 28;
 const ENOENT = 2;
 const EBADF = 9;
 const ENOTSOCK = 88;
+const ENOPROTOOPT = 92;
 
 type GetSockOpt = (fd: number, level: number, name: number, value: Buffer, length: number[]) => number;
 interface Libc {
@@ -136,6 +137,10 @@ export function originalDestination(socket: Socket): OriginalDestination {
     const e = errno();
     if (e === ENOENT) {
       throw new OriginalDestinationError('NO_NAT_ENTRY', 'the connection has no original destination: it was not redirected by iptables', e);
+    }
+    if (e === ENOPROTOOPT) {
+      // nf_conntrack is not loaded, so no NAT rule can have matched this connection.
+      throw new OriginalDestinationError('NO_NAT_ENTRY', 'the connection has no original destination: connection tracking (nf_conntrack) is not active', e);
     }
     if (e === EBADF || e === ENOTSOCK) throw new OriginalDestinationError('NO_FD', `the socket's file descriptor is not usable (errno ${e})`, e);
     throw new OriginalDestinationError('SYSCALL_FAILED', `getsockopt(SO_ORIGINAL_DST) failed with errno ${e}`, e);
