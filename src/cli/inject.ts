@@ -87,7 +87,7 @@ export async function runInject(opts: InjectOptions, warn: (line: string) => voi
     }
     for (const warning of result.warnings) warn(`document ${number}: ${warning}`);
     // Untouched documents are printed from their own syntax tree, comments and all.
-    outputs.push(result.injected > 0 ? new YAML.Document(result.object, { version: '1.1', aliasDuplicateObjects: false }).toString({ lineWidth: 0 }) : doc.toString({ lineWidth: 0 }));
+    outputs.push(result.injected > 0 ? new YAML.Document(result.object, { version: '1.1', aliasDuplicateObjects: false }).toString({ lineWidth: 0 }) : doc.toString({ lineWidth: 0, directives: false }));
   });
   return outputs.join('---\n');
 }

@@ -32,7 +32,11 @@ export interface PodOverrides {
 }
 
 type Parser = (text: string) => Parsed<unknown>;
-const quantity: Parser = (text) => parseQuantity(text);
+// Validated as a quantity, kept as written: the API server canonicalises it, not us.
+const quantity: Parser = (text) => {
+  const parsed = parseQuantity(text);
+  return parsed.ok ? { ok: true, value: text } : parsed;
+};
 
 // Which override each annotation sets, and how its value is read.
 const PARSERS: Record<keyof PodOverrides, Parser> = {

@@ -39,6 +39,7 @@ export function parsePortList(text: string): Parsed<number[]> {
   if (!items.ok) return items;
   const ports: number[] = [];
   for (const item of items.value) {
+    if (item === '*') return fail(STAR_NOT_ALLOWED);
     const port = parsePort(item);
     if (port === undefined) return fail(`"${item}" is not a port number 1-65535`);
     if (!ports.includes(port)) ports.push(port);
@@ -53,14 +54,13 @@ export function parsePortListOrAll(text: string): Parsed<number[] | '*'> {
 
 // --- CIDRs ---
 
-/** `a.b.c.d/0-32` or `<IPv6>/0-128`; host bits may be set, as iptables accepts them. */
+/** `a.b.c.d/0-32` or `<IPv6>/0-128`, or a bare address (one host); host bits may be set, as iptables accepts them. */
 export function parseCidr(text: string): Parsed<string> {
   const slash = text.indexOf('/');
-  if (slash < 0) return fail(`"${text}" is not a CIDR (expected address/prefix, e.g. 10.0.0.0/8)`);
-  const address = text.slice(0, slash);
-  const prefix = text.slice(slash + 1);
+  const address = slash < 0 ? text : text.slice(0, slash);
   const maxPrefix = isIPv4(address) ? 32 : isIPv6(address) ? 128 : 0;
   if (maxPrefix === 0) return fail(`"${text}" is not a CIDR: "${address}" is not an IPv4 or IPv6 address`);
+  const prefix = slash < 0 ? String(maxPrefix) : text.slice(slash + 1);
   if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > maxPrefix) return fail(`"${text}" is not a CIDR: prefix must be 0-${maxPrefix}`);
   return ok(`${address}/${Number(prefix)}`);
 }
@@ -70,6 +70,7 @@ export function parseCidrList(text: string): Parsed<string[]> {
   if (!items.ok) return items;
   const cidrs: string[] = [];
   for (const item of items.value) {
+    if (item === '*') return fail(STAR_NOT_ALLOWED);
     const cidr = parseCidr(item);
     if (!cidr.ok) return cidr;
     if (!cidrs.includes(cidr.value)) cidrs.push(cidr.value);
@@ -81,8 +82,11 @@ export function parseCidrListOrAll(text: string): Parsed<string[] | '*'> {
   return text.trim() === '*' ? ok('*') : withStarHint(parseCidrList(text));
 }
 
+const STAR_NOT_ALLOWED = '"*" is not allowed in an exclude list (to capture nothing, set the include list to "")';
+
+/** In an include list `*` is allowed, but only alone. */
 function withStarHint<T>(parsed: Parsed<T>): Parsed<T> {
-  return !parsed.ok && parsed.reason.includes('"*"') ? fail('"*" must be the whole value, not one item of a list') : parsed;
+  return !parsed.ok && parsed.reason === STAR_NOT_ALLOWED ? fail('"*" must be the whole value, not one item of a list') : parsed;
 }
 
 /** Comma-separated items; '' (or only spaces) is the empty list, an empty item ("80,,90") is an error. */
