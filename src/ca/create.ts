@@ -42,7 +42,7 @@ export function webCryptoAlgorithm(key: KeyObject): {
   throw new Error(`unsupported key type ${key.asymmetricKeyType ?? 'unknown'}`);
 }
 
-export async function toSigningCryptoKey(key: KeyObject): Promise<webcrypto.CryptoKey> {
+export function toSigningCryptoKey(key: KeyObject): webcrypto.CryptoKey {
   const { importParams } = webCryptoAlgorithm(key);
   return key.toCryptoKey(importParams, false, ['sign']);
 }
@@ -65,7 +65,7 @@ export async function createCaCertificate(spec: CaCertificateSpec): Promise<x509
     notBefore: spec.notBefore,
     notAfter: spec.notAfter,
     publicKey,
-    signingKey: await toSigningCryptoKey(signer),
+    signingKey: toSigningCryptoKey(signer),
     signingAlgorithm: webCryptoAlgorithm(signer).signParams,
     extensions,
   });

@@ -30,7 +30,7 @@ export class GenericLeafSigner {
   }
 
   static async create(material: CaMaterial, options: SignerOptions = {}): Promise<GenericLeafSigner> {
-    return new GenericLeafSigner(material, await toSigningCryptoKey(material.signingKey), options);
+    return new GenericLeafSigner(material, toSigningCryptoKey(material.signingKey), options);
   }
 
   async sign(request: LeafRequest): Promise<SignedLeaf> {

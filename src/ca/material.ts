@@ -99,7 +99,8 @@ export function loadCaMaterial(data: Readonly<Record<string, string | undefined>
   if (listedChain.length > 0 && !listedChain[0].der.equals(signing.der)) {
     throw new CaMaterialError('chain_broken', `${CERT_CHAIN_FILE} must start with the certificate in ${CA_CERT_FILE}, but starts with ${describe(listedChain[0])}`);
   }
-  const chain = listedChain.length > 0 ? listedChain : [signing];
+  // The signing cert keeps its own file name in messages, wherever the chain lists it.
+  const chain = [signing, ...listedChain.slice(1)];
   for (let i = 0; i + 1 < chain.length; i++) {
     const child = chain[i];
     const parent = chain[i + 1];
