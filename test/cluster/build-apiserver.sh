@@ -5,15 +5,16 @@
 set -euo pipefail
 
 CACHE="${CINCH_CACHE:-$HOME/.cache/cinch}"
-OUT="$CACHE/bin/kube-apiserver"
+# The name carries a revision of this recipe, so a binary built by an older recipe is rebuilt.
+OUT="$CACHE/bin/kube-apiserver-1.20.2-r2"
 if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi
 
 say() { echo "[build-apiserver] $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need=()
-for pair in go:golang-go rsync:rsync jq:jq dpkg-source:dpkg-dev; do
-  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+for pair in go:golang-go rsync:rsync jq:jq dpkg-source:dpkg-dev /usr/share/gocode/src/github.com/modern-go/reflect2/go_above_118.go:golang-github-modern-go-reflect2-dev; do
+  { command -v "${pair%%:*}" >/dev/null || [ -e "${pair%%:*}" ]; } || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]} from Debian"
@@ -51,6 +52,16 @@ if [ ! -f "$TREE/Makefile" ]; then
   rm -rf "$TREE" "$CACHE/src/unpack"; mkdir -p "$CACHE/src/unpack"
   tar -xzf "$orig" -C "$CACHE/src/unpack"
   mv "$CACHE/src/unpack/"* "$TREE"; rmdir "$CACHE/src/unpack"
+fi
+
+# Kubernetes 1.20 vendors modern-go/reflect2 1.0.1, which crashes ("fatal error: fault" in
+# mapiterinit) when built with Go >= 1.18, as soon as the API server encodes a map (e.g. applying an
+# admission webhook's JSONPatch). Debian ships the fixed 1.0.2; it is API-compatible, so swap it in.
+REFLECT2_VENDOR="$TREE/vendor/github.com/modern-go/reflect2"
+if [ ! -f "$REFLECT2_VENDOR/go_above_118.go" ]; then
+  say "replacing vendored reflect2 1.0.1 with Debian's 1.0.2 (Go >= 1.18 fix)"
+  find "$REFLECT2_VENDOR" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) -delete
+  find /usr/share/gocode/src/github.com/modern-go/reflect2 -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$REFLECT2_VENDOR/" \;
 fi
 
 GOPATH_DIR="$CACHE/gopath"

@@ -53,7 +53,7 @@ export function ensureBinaries(progress: Progress = defaultProgress): { etcd: st
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
   }
-  const cached = path.join(CACHE_DIR, 'bin', 'kube-apiserver');
+  const cached = path.join(CACHE_DIR, 'bin', 'kube-apiserver-1.20.2-r2');
   if (!fs.existsSync(cached)) progress('kube-apiserver 1.20.2 is not cached: building it from Debian\'s source package (about 5 minutes, once)');
   // The script prints the binary's path on stdout and its progress on stderr (inherited).
   const apiserver = execFileSync('bash', [path.join(HERE, 'build-apiserver.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
