@@ -106,7 +106,7 @@ test('a Deployment\'s pod template is not touched, its pods are (the webhook see
       spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: pod('x').spec! } },
     },
   });
-  assert.deepEqual(names({ spec: dep.spec!.template.spec! } as V1Pod).containers, ['app']);
+  assert.deepEqual(names({ spec: dep.spec!.template.spec! }).containers, ['app']);
   // No controller-manager here: create the pod the ReplicaSet controller would, from the template.
   const stored = await core.createNamespacedPod({ namespace: n, body: { metadata: { generateName: 'web-', labels: { app: 'web' } }, spec: dep.spec!.template.spec! } });
   assert.ok(names(stored).init.includes('cinch-init'));
