@@ -68,7 +68,7 @@ const pod = (name: string, labels: Record<string, string> = {}, extra: Partial<V
         name: 'app',
         image: 'example.invalid/app:1',
         ports: [{ name: 'http', containerPort: 8080 }],
-        readinessProbe: { httpGet: { path: '/ready', port: 'http' as unknown as object }, periodSeconds: 5 },
+        readinessProbe: { httpGet: { path: '/ready', port: 'http' }, periodSeconds: 5 },
       },
     ],
     ...extra,
