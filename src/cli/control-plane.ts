@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { ControlPlaneOptions } from '../controlplane/run.ts';
 import { parsePort } from './common.ts';
 
 export function registerControlPlane(program: Command): void {
@@ -9,8 +10,12 @@ export function registerControlPlane(program: Command): void {
     .option('--namespace <ns>', 'namespace the control plane runs in (also the mesh root namespace)', 'cinch-system')
     .option('--trust-domain <domain>', 'SPIFFE trust domain', 'cluster.local')
     .option('--monitoring-port <port>', 'HTTP port for /metrics, /healthz and /readyz', parsePort, 15014)
+    .option('--webhook-port <port>', 'HTTPS port of the injection webhook', parsePort, 15017)
+    .option('--ca-port <port>', 'HTTPS port of the CA and config server', parsePort, 15012)
     .option('--listen-address <addr>', 'address the servers bind to', '0.0.0.0')
-    .action(async (opts: { kubeconfig?: string; namespace: string; trustDomain: string; monitoringPort: number; listenAddress: string }) => {
+    .option('--ca-dir <dir>', 'use a plugged-in cacerts folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of Secret cinch-ca')
+    .option('--webhook-url <url>', 'for a control plane outside the cluster: the URL the API server calls the webhook at (written into the webhook configuration)')
+    .action(async (opts: ControlPlaneOptions) => {
       const { runControlPlane } = await import('../controlplane/run.ts');
       await runControlPlane(opts);
     });

@@ -36,11 +36,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const transport = options.stream
     ? new winston.transports.Stream({ stream: options.stream })
     : new winston.transports.Console({ stderrLevels: [...LOG_LEVELS] });
-  return winston.createLogger({
+  const logger = winston.createLogger({
     level,
     levels: winston.config.npm.levels,
-    defaultMeta: options.context,
     format: winston.format.combine(winston.format.timestamp(), redactFormat(), winston.format.json()),
     transports: [transport],
   });
+  // A child rather than defaultMeta: winston applies defaultMeta last, so it would override the
+  // more specific fields (component, namespace) of every child logger made from this one.
+  return options.context ? logger.child(options.context) : logger;
 }

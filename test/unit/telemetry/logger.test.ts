@@ -83,3 +83,12 @@ test('parseLogLevel accepts the four levels, any case, and refuses others with a
   assert.equal(parseLogLevel(undefined), 'info');
   assert.throws(() => parseLogLevel('verbose'), /invalid log level "verbose": expected one of error, warn, info, debug/);
 });
+
+test("a child logger's fields override its parent's context", async () => {
+  const { logger, lines } = capture('info', { component: 'control-plane', namespace: 'cinch-system' });
+  logger.child({ component: 'webhook' }).child({ pod: 'web-1' }).info('x');
+  await flush();
+  assert.equal(lines[0].component, 'webhook');
+  assert.equal(lines[0].namespace, 'cinch-system');
+  assert.equal(lines[0].pod, 'web-1');
+});
