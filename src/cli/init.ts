@@ -26,7 +26,7 @@ export function registerInit(program: Command): void {
     .option('--inbound-port <port>', 'where inbound TCP is redirected', '15006')
     .option('--outbound-port <port>', 'where outbound TCP is redirected', '15001')
     .option('--inbound-ports <ports>', "inbound ports to capture, comma-separated; '*' for all, '' for none", '*')
-    .option('--exclude-inbound-ports <ports>', 'inbound ports never captured (15020 and 15021 always are not)', '')
+    .option('--exclude-inbound-ports <ports>', 'inbound ports never captured (15020 and 15021 are always excluded)', '')
     .option('--exclude-outbound-ports <ports>', 'outbound destination ports never captured', '')
     .option('--include-outbound-cidrs <cidrs>', "outbound destinations to capture; '*' for all, '' for none", '*')
     .option('--exclude-outbound-cidrs <cidrs>', 'outbound destinations never captured', '')
@@ -42,7 +42,7 @@ async function runInit(flags: InitFlags): Promise<void> {
   const { createLogger } = await import('../telemetry/logger.ts');
 
   if (!['auto', 'true', 'false'].includes(flags.ipv6)) {
-    throw new CliError(`--ipv6: expected auto, true or false, got ${JSON.stringify(flags.ipv6)}`, 2);
+    throw new CliError(`cinch init: --ipv6: expected auto, true or false, got ${JSON.stringify(flags.ipv6)}`, 2);
   }
   let options: CaptureOptions;
   try {

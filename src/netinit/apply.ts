@@ -116,7 +116,14 @@ export async function detectBackend(run: CommandRunner = defaultRunner): Promise
   const backend = chooseBackend(saves);
   if (backend === 'default') {
     // Neither flavoured binary exists: plain iptables-save must, or there is nothing to work with.
-    await runChecked(run, binaries('default', 4).save, ['-t', 'nat']);
+    try {
+      await runChecked(run, binaries('default', 4).save, ['-t', 'nat']);
+    } catch (err) {
+      if (err instanceof NetinitError && err.code === 'IPTABLES_MISSING') {
+        throw new NetinitError('IPTABLES_MISSING', 'cinch init: none of iptables-nft-save, iptables-legacy-save, iptables-save is on PATH; the init container needs the iptables tools (Debian package "iptables")');
+      }
+      throw err;
+    }
   }
   return backend;
 }

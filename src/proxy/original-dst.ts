@@ -145,5 +145,16 @@ export function originalDestination(socket: Socket): OriginalDestination {
     if (e === EBADF || e === ENOTSOCK) throw new OriginalDestinationError('NO_FD', `the socket's file descriptor is not usable (errno ${e})`, e);
     throw new OriginalDestinationError('SYSCALL_FAILED', `getsockopt(SO_ORIGINAL_DST) failed with errno ${e}`, e);
   }
-  return decodeSockaddr(buf, length[0]);
+  const dst = decodeSockaddr(buf, length[0]);
+  // With connection tracking active, a connection that no rule redirected still has an entry, whose
+  // original destination is simply the listener itself; forwarding there would loop into the proxy.
+  if (dst.port === socket.localPort && sameAddress(dst.address, socket.localAddress ?? '')) {
+    throw new OriginalDestinationError('NO_NAT_ENTRY', "the connection was not redirected: its original destination is the proxy's own address");
+  }
+  return dst;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  const plain = (x: string) => (isIpv4Connection(x) ? x.replace(/^::ffff:/i, '') : x.toLowerCase());
+  return plain(a) === plain(b);
 }

@@ -68,7 +68,7 @@ describe('backend detection', () => {
     await assert.rejects(detectBackend(none.run), (err: unknown) => {
       assert.ok(err instanceof NetinitError);
       assert.equal(err.code, 'IPTABLES_MISSING');
-      assert.match(err.message, /iptables-save not found on PATH.*package "iptables"/);
+      assert.match(err.message, /none of iptables-nft-save, iptables-legacy-save, iptables-save is on PATH.*package "iptables"/);
       return true;
     });
   });
