@@ -221,6 +221,7 @@ function checkPathLengths(chain: readonly ParsedCert[]): void {
 }
 
 function describe(cert: ParsedCert): string {
-  const subject = cert.x509.subject.replace(/\n/g, ', ');
+  // Node reports an empty subject as undefined, despite its typing.
+  const subject = (cert.x509.subject as string | undefined)?.replace(/\n/g, ', ') ?? '';
   return subject === '' ? 'empty subject' : subject;
 }
