@@ -22,4 +22,5 @@ export { FastLeafSigner } from './fast-signer.ts';
 export type { LeafRequest, SignedLeaf, SignerOptions } from './fast-signer.ts';
 export { GenericLeafSigner } from './generic-signer.ts';
 export { issueServingCertificate } from './serving.ts';
+export { ROOT_KEY_FILE, readCaDir } from './files.ts';
 export type { ServingCertRequest } from './serving.ts';
