@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { ControlPlaneOptions } from '../controlplane/run.ts';
-import { parsePort } from './common.ts';
+import { parsePort, parsePositiveInt } from './common.ts';
 
 export function registerControlPlane(program: Command): void {
   program
@@ -14,6 +14,9 @@ export function registerControlPlane(program: Command): void {
     .option('--ca-port <port>', 'HTTPS port of the CA and config server', parsePort, 15012)
     .option('--listen-address <addr>', 'address the servers bind to', '0.0.0.0')
     .option('--ca-dir <dir>', 'use a plugged-in cacerts folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of Secret cinch-ca')
+    .option('--serving-san <name>', 'extra DNS name or IP on the control plane\'s serving certificates (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--default-cert-ttl <seconds>', 'workload certificate lifetime when the caller does not ask for one', parsePositiveInt, 3600)
+    .option('--max-cert-ttl <seconds>', 'longest workload certificate lifetime the CA grants', parsePositiveInt, 86400)
     .option('--webhook-url <url>', 'for a control plane outside the cluster: the URL the API server calls the webhook at (written into the webhook configuration)')
     .action(async (opts: ControlPlaneOptions) => {
       const { runControlPlane } = await import('../controlplane/run.ts');

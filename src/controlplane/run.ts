@@ -25,6 +25,10 @@ export interface ControlPlaneOptions {
   caDir?: string;
   /** For a control plane outside the cluster (local runs): the URL the API server calls the webhook at. */
   webhookUrl?: string;
+  /** Extra DNS names or IPs on the serving certificates (e.g. the address proxies use to reach the CA). */
+  servingSan: string[];
+  defaultCertTtl: number;
+  maxCertTtl: number;
 }
 
 export const LEADER_LEASE = 'cinch-controllers';
@@ -50,7 +54,7 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   notReady.delete('CA not loaded yet');
   log.info('CA loaded', { origin: ca.origin, signingCertNotAfter: ca.material.signingCertNotAfter.toISOString(), roots: ca.material.trustBundle.length });
 
-  const servingNames = [...controlPlaneNames('cinch', opts.namespace), '127.0.0.1'];
+  const servingNames = [...controlPlaneNames('cinch', opts.namespace), '127.0.0.1', ...opts.servingSan];
   const webhookCert = await issueServingCertificate(ca.material, servingNames);
   const injector = new Injector(kc, { namespace: opts.namespace, logger: log.child({ component: 'injector' }), registry });
   await injector.start();
