@@ -35,9 +35,8 @@ class RequestView {
   readonly input: AuthzInput;
   private cachedSourceIp: IpAddress | null | undefined;
   private cachedDestinationIp: IpAddress | null | undefined;
-  private cachedIdentity: { principal?: string; namespace?: string; serviceAccount?: string } | undefined;
+  private cachedIdentity: Identity | undefined;
   private cachedPath: string | undefined;
-  private cachedHeaders: Map<string, string> | undefined;
 
   constructor(input: AuthzInput) {
     this.input = input;
@@ -54,7 +53,7 @@ class RequestView {
   }
 
   /** Principal without `spiffe://`, and the namespace and `ns/sa` read from it; all absent for plaintext. */
-  get identity(): { principal?: string; namespace?: string; serviceAccount?: string } {
+  get identity(): Identity {
     if (this.cachedIdentity === undefined) this.cachedIdentity = parseIdentity(this.input.sourcePrincipal);
     return this.cachedIdentity;
   }
@@ -65,40 +64,63 @@ class RequestView {
     return this.cachedPath;
   }
 
+  /** A header by lower-case name; repeated headers are one comma-joined value, as Envoy matches them. */
   header(name: string): string | undefined {
     const http = this.input.http;
     if (http === undefined) return undefined;
-    if (this.cachedHeaders === undefined) {
-      const headers = new Map<string, string>();
-      for (const [key, value] of Object.entries(http.headers ?? {})) {
-        if (value === undefined) continue;
-        const lower = key.toLowerCase();
-        // Repeated headers are matched as one comma-joined value, as Envoy does.
-        const joined = Array.isArray(value) ? value.join(',') : value;
-        const prior = headers.get(lower);
-        headers.set(lower, prior === undefined ? joined : `${prior},${joined}`);
+    // Pseudo-headers and Host are request attributes, not entries of the header map.
+    if (name === ':method') return http.method;
+    if (name === ':path') return http.path;
+    if (name === ':authority') return http.host;
+    const headers = http.headers ?? {};
+    // Node gives lower-case names, so the direct lookup is the usual hit; other sources may not.
+    let value = joinHeader(headers[name]);
+    if (value === undefined) {
+      for (const key of Object.keys(headers)) {
+        if (key !== name && key.toLowerCase() === name) {
+          const more = joinHeader(headers[key]);
+          if (more !== undefined) value = value === undefined ? more : `${value},${more}`;
+        }
       }
-      // Pseudo-headers and Host are request attributes, not entries of the header map.
-      headers.set(':method', http.method);
-      headers.set(':path', http.path);
-      headers.set(':authority', http.host);
-      if (!headers.has('host')) headers.set('host', http.host);
-      this.cachedHeaders = headers;
     }
-    return this.cachedHeaders.get(name);
+    if (value === undefined && name === 'host') return http.host;
+    return value;
   }
 }
 
-function toAddress(text: string | undefined): IpAddress | null {
-  if (text === undefined) return null;
-  const zone = text.indexOf('%');
-  const parsed = parseIp(zone === -1 ? text : text.slice(0, zone));
-  return typeof parsed === 'string' ? null : parsed;
+function joinHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(',') : value;
 }
 
+// Requests on one keep-alive connection share a source address: remember the last one parsed.
+let lastAddressText: string | undefined;
+let lastAddress: IpAddress | null = null;
+
+function toAddress(text: string | undefined): IpAddress | null {
+  if (text === undefined) return null;
+  if (text === lastAddressText) return lastAddress;
+  const zone = text.indexOf('%');
+  const parsed = parseIp(zone === -1 ? text : text.slice(0, zone));
+  lastAddressText = text;
+  lastAddress = typeof parsed === 'string' ? null : parsed;
+  return lastAddress;
+}
+
+type Identity = { principal?: string; namespace?: string; serviceAccount?: string };
+let lastIdentityText: string | undefined;
+let lastIdentity: Identity = {};
+
 /** `<trust-domain>/ns/<namespace>/sa/<serviceaccount>`, optionally with `spiffe://` in front. */
-export function parseIdentity(raw: string | undefined): { principal?: string; namespace?: string; serviceAccount?: string } {
+export function parseIdentity(raw: string | undefined): Identity {
   if (raw === undefined || raw === '') return {};
+  // One connection's requests share a peer: remember the last identity read (it is never mutated).
+  if (raw === lastIdentityText) return lastIdentity;
+  lastIdentityText = raw;
+  lastIdentity = readIdentity(raw);
+  return lastIdentity;
+}
+
+function readIdentity(raw: string): Identity {
   const principal = raw.startsWith('spiffe://') ? raw.slice('spiffe://'.length) : raw;
   const segments = principal.split('/');
   const nsAt = segments.indexOf('ns', 1);
@@ -339,11 +361,15 @@ export function compileAuthorization(policies: readonly AuthorizationPolicy[]): 
   }
   const refs = (list: CompiledPolicy[]): string[] => list.map((p) => p.ref);
 
+  // The reason for "no ALLOW policy matched" depends only on the policies: built once, not per request.
+  const noMatchReason = { http: noAllowMatchedReason(byAction.ALLOW, false), tcp: noAllowMatchedReason(byAction.ALLOW, true) };
+  const none: never[] = [];
+
   const evaluate = (input: AuthzInput): AuthzDecision => {
     const view = new RequestView(input);
     const tcp = input.http === undefined;
-    const audited = byAction.AUDIT.filter((p) => matchingRule(p, view, tcp) !== -1).map((p) => p.ref);
-    const shadow = dryRun.map((p) => ({ policy: p.ref, action: p.action, matched: matchingRule(p, view, tcp) !== -1 }));
+    const audited = byAction.AUDIT.length === 0 ? none : byAction.AUDIT.filter((p) => matchingRule(p, view, tcp) !== -1).map((p) => p.ref);
+    const shadow = dryRun.length === 0 ? none : dryRun.map((p) => ({ policy: p.ref, action: p.action, matched: matchingRule(p, view, tcp) !== -1 }));
     const result = (decision: 'ALLOW' | 'DENY', policy: string | null, reason: string): AuthzDecision => ({
       decision,
       policy,
@@ -367,7 +393,7 @@ export function compileAuthorization(policies: readonly AuthorizationPolicy[]): 
       const i = matchingRule(p, view, tcp);
       if (i !== -1) return result('ALLOW', p.ref, `ALLOW policy ${p.ref} matched (rules[${i}])`);
     }
-    return result('DENY', null, noAllowMatchedReason(byAction.ALLOW, tcp));
+    return result('DENY', null, tcp ? noMatchReason.tcp : noMatchReason.http);
   };
 
   return {

@@ -36,10 +36,20 @@ function removeDotSegments(path: string): string {
   return '/' + out.join('/');
 }
 
+// Characters that may need work once the query is gone; most paths have none and come back as they are.
+const NEEDS_WORK = /[%\\]|\/\./;
+
 export function normalizePath(raw: string): string {
-  let path = raw;
-  const cut = path.search(/[?#]/);
-  if (cut !== -1) path = path.slice(0, cut);
+  let end = raw.length;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 63 /* ? */ || c === 35 /* # */) {
+      end = i;
+      break;
+    }
+  }
+  let path = end === raw.length ? raw : raw.slice(0, end);
+  if (path.charCodeAt(0) === 47 /* / */ && !NEEDS_WORK.test(path)) return path;
   // Absolute-form request targets (`http://host/p`, sent to proxies) carry the path after the authority.
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(path);
   if (scheme) path = path.slice(scheme[0].length) || '/';
