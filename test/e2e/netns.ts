@@ -188,16 +188,16 @@ export class Spawned {
     });
   }
 
-  /** Resolves with the first stdout match; rejects on exit or timeout, with the output so far. */
-  async waitFor(pattern: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+  /** Resolves with the first match on stdout (or stderr); rejects on exit or timeout, with the output so far. */
+  async waitFor(pattern: RegExp, timeoutMs = 15_000, stream: 'stdout' | 'stderr' = 'stdout'): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeoutMs;
     let done = false;
     void this.exited.then(() => (done = true));
     for (;;) {
-      const m = this.stdout.match(pattern);
+      const m = this[stream].match(pattern);
       if (m) return m;
       if (done || Date.now() > deadline) {
-        throw new Error(`${done ? 'process exited' : 'timed out'} before printing ${pattern}; stdout: ${this.stdout.trim()} stderr: ${this.stderr.trim()}`);
+        throw new Error(`${done ? 'process exited' : 'timed out'} before printing ${pattern}; stdout: ${this.stdout.trim().slice(-4000)} stderr: ${this.stderr.trim().slice(-4000)}`);
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -370,6 +370,19 @@ export class NetnsLab {
       await ns.ip('addr', 'add', address, 'dev', ifname, ...(address.includes(':') ? ['nodad'] : []));
     }
     await ns.ip('link', 'set', ifname, 'up');
+  }
+
+  /**
+   * Starts a long-running program in the host's (the test's own) namespace, stopped at cleanup like
+   * the namespaces' processes: a server the namespaces reach through a relay, such as the control plane.
+   */
+  spawnHost(file: string, args: readonly string[] = [], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Spawned {
+    const child = spawn(file, args, { cwd: options.cwd ?? REPO_ROOT, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.unref();
+    for (const stream of [child.stdout, child.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
+    const spawned = new Spawned(child);
+    this.track(spawned);
+    return spawned;
   }
 
   /** @internal Used by Netns.spawn. */
