@@ -58,7 +58,7 @@ describe('mesh harness', { skip }, () => {
   let outsider: MeshPod;
 
   before(async () => {
-    mesh = await Mesh.start({ name: 'harness' });
+    mesh = await Mesh.start({ name: 'harness', requireCaServer: false });
     server = await mesh.addPod({ label: 'server', meshed: false, app: true });
     // Meshed (objects and rules) but without its proxy: what init alone does is visible.
     client = await mesh.addPod({ label: 'client', meshed: true, startProxy: false });

@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -122,6 +123,9 @@ const WATCH = `
 import http from 'node:http';
 const o = JSON.parse(process.argv[1]);
 const end = Date.now() + o.durationMs;
+// SIGTERM ends the loop after the request in flight has its line (so every request sent is reported).
+let stopping = false;
+process.on('SIGTERM', () => (stopping = true));
 const one = () => new Promise((resolve) => {
   const req = http.request(o.url, { agent: false, timeout: o.timeoutMs ?? 2000, headers: o.headers ?? {} }, (res) => {
     let body = '';
@@ -134,7 +138,7 @@ const one = () => new Promise((resolve) => {
   req.on('error', (e) => resolve({ error: e.code ?? e.message }));
   req.end();
 });
-while (Date.now() < end) {
+while (!stopping && Date.now() < end) {
   const t0 = Date.now();
   const r = await one();
   const line = { t0, t: Date.now(), ...r };
@@ -143,6 +147,7 @@ while (Date.now() < end) {
   if (o.stopError && r.error) break;
   await new Promise((res) => setTimeout(res, Math.max(0, o.intervalMs - (Date.now() - t0))));
 }
+process.exit(0);
 `;
 
 // Continuous load: keep-alive workers (each one connection, reused as long as it lives) and
@@ -399,6 +404,8 @@ export interface MeshOptions {
   /** Extra control-plane flags, e.g. ['--default-cert-ttl', '30']. */
   controlPlaneArgs?: string[];
   logLevel?: string;
+  /** Check at start that the control plane serves GET /v1/trust-bundle on its CA port (default true). */
+  requireCaServer?: boolean;
 }
 
 export interface PodOptions {
@@ -431,6 +438,19 @@ async function freePort(): Promise<number> {
 function hostGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string } | { error: string }> {
   return new Promise((resolve) => {
     const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+  });
+}
+
+function hostHttpsGet(url: string, ca: string, timeoutMs = 2000): Promise<{ status: number; body: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const req = https.get(url, { ca, timeout: timeoutMs, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -544,6 +564,17 @@ export class Mesh {
     this.rootCert = Buffer.from(secret.data?.['root-cert.pem'] ?? '', 'base64').toString('utf8');
     if (!this.rootCert.includes('BEGIN CERTIFICATE')) throw new Error('Secret cinch-ca has no root-cert.pem');
     fs.writeFileSync(path.join(this.dir, 'root-cert.pem'), this.rootCert, { mode: 0o644 });
+    // Fail fast (with what was answered) when the CA and config server does not serve on its port.
+    const bundleDeadline = Date.now() + 10_000;
+    while (this.opts.requireCaServer ?? true) {
+      const res = await hostHttpsGet(`https://127.0.0.1:${this.ports.ca}/v1/trust-bundle`, this.rootCert);
+      if ('status' in res && res.status === 200 && res.body.includes('BEGIN CERTIFICATE')) break;
+      if (Date.now() > bundleDeadline) {
+        const got = 'status' in res ? `${res.status} ${res.body.slice(0, 200)}` : res.error;
+        throw new Error(`the control plane does not serve GET /v1/trust-bundle on its CA port ${this.ports.ca} (${got})`);
+      }
+      await sleep(200);
+    }
 
     step('creating the LAN and the relay to the control plane');
     this.cp = await this.lab.namespace('cp');
