@@ -1,0 +1,502 @@
+// Authorization at the inbound proxy: the AuthzRequest for a connection or a request, the logged
+// denial, and HTTP/1.1 + HTTP/2 request handling (authorize each request; 403 `RBAC: access denied`
+// on deny; otherwise forward to the app over a keep-alive pool, or h2c for HTTP/2).
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../telemetry/logger.ts';
+import type { HttpSeries, ProxyMetrics } from './metrics.ts';
+import { namespaceOfPrincipal } from './metrics.ts';
+import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';
+import { spliceSockets } from './detect.ts';
+
+export const DENIED_BODY = 'RBAC: access denied';
+
+/** What the inbound proxy knows about one accepted connection. */
+export interface InboundContext {
+  /** Original destination port: the app's port, and the policy's destination.port. */
+  readonly port: number;
+  readonly destinationIp: string;
+  readonly sourceIp: string;
+  readonly mtls: boolean;
+  /** Verified peer identity (mTLS only). */
+  readonly peer?: { readonly spiffeId: string; readonly principal: string };
+  readonly sni?: string;
+  /** Per-connection metric series, made on first use. */
+  series?: HttpSeries;
+}
+
+// ---------------------------------------------------------------- decisions
+
+export function authzRequest(config: InboundConfig, ctx: InboundContext, request?: AuthzRequest['request']): AuthzRequest {
+  const principal = ctx.peer?.principal;
+  return {
+    destination: { namespace: config.workload.namespace, labels: config.workload.labels, port: ctx.port, ip: ctx.destinationIp },
+    source: principal ? { principal, namespace: namespaceOfPrincipal(principal), ip: ctx.sourceIp } : { ip: ctx.sourceIp },
+    request,
+  };
+}
+
+/** Evaluates with the config current at this moment; a throwing policy engine denies (fail closed). */
+export function decide(config: InboundConfig, request: AuthzRequest, logger: Logger): AuthzDecision {
+  let decision: AuthzDecision;
+  try {
+    decision = config.authorize(request);
+  } catch (err) {
+    decision = { allow: false, policy: null, reason: `authorization failed: ${(err as Error).message}` };
+  }
+  if (!decision.allow) {
+    const http = request.request?.protocol === 'http' ? request.request : undefined;
+    logger.info('authorization denied', {
+      policy: decision.policy,
+      reason: decision.reason,
+      source_principal: request.source.principal ?? null,
+      source_ip: request.source.ip,
+      destination_port: request.destination.port,
+      protocol: http ? 'http' : 'tcp',
+      ...(http ? { method: http.method, path: http.path, host: http.host } : {}),
+    });
+  }
+  return decision;
+}
+
+// ---------------------------------------------------------------- paths
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+/**
+ * The path policies see and the app receives, as Envoy's normalize_path (Istio's default BASE):
+ * RFC 3986 dot-segment removal and percent-decoding of unreserved characters, so `/a/../admin` or
+ * `/%61dmin` cannot slip past a rule on `/admin`. The query string is split off (policies match
+ * paths without it) and handed back for forwarding.
+ */
+export function normalizeTarget(target: string): { path: string; query: string } {
+  let path = target;
+  let query = '';
+  const q = path.indexOf('?');
+  if (q >= 0) {
+    query = path.slice(q);
+    path = path.slice(0, q);
+  }
+  const hash = path.indexOf('#');
+  if (hash >= 0) path = path.slice(0, hash);
+  if (path.charCodeAt(0) !== 0x2f) {
+    // absolute-form (http://host/p) → its path; '*' and authority-form stay as they are.
+    const scheme = path.indexOf('://');
+    if (scheme > 0) {
+      const slash = path.indexOf('/', scheme + 3);
+      path = slash < 0 ? '/' : path.slice(slash);
+    } else return { path, query };
+  }
+  // Fast path: nothing to decode, no dot segments.
+  if (!path.includes('%') && !path.includes('/.')) return { path, query };
+  if (path.includes('%')) {
+    path = path.replace(/%([0-9a-fA-F]{2})/g, (match: string, hex: string) => {
+      const ch = String.fromCharCode(parseInt(hex, 16));
+      return UNRESERVED.test(ch) ? ch : match.toUpperCase();
+    });
+  }
+  return { path: removeDotSegments(path), query };
+}
+
+function removeDotSegments(path: string): string {
+  if (!path.includes('/.')) return path;
+  const out: string[] = [];
+  const segments = path.split('/');
+  // segments[0] is '' (the path starts with '/').
+  for (let i = 1; i < segments.length; i++) {
+    const s = segments[i];
+    const last = i === segments.length - 1;
+    if (s === '.') {
+      if (last) out.push('');
+    } else if (s === '..') {
+      out.pop();
+      if (last) out.push('');
+    } else out.push(s);
+  }
+  return '/' + out.join('/');
+}
+
+// ---------------------------------------------------------------- headers
+
+// Connection-scoped headers never cross the proxy (RFC 9110 §7.6.1); XFCC is always re-set by us.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
+const XFCC = 'x-forwarded-client-cert';
+
+function connectionTokens(value: string | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  const tokens = new Set<string>();
+  for (const t of value.split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') tokens.add(token);
+  }
+  return tokens.size ? tokens : undefined;
+}
+
+/** rawHeaders minus hop-by-hop ones (and those the Connection header names), plus our XFCC. */
+function requestHeaders(raw: string[], connection: string | undefined, xfcc: string | undefined, keepUpgrade: boolean): string[] {
+  const named = connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (!(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue;
+    } else if (named?.has(lower)) continue;
+    out.push(name, raw[i + 1]);
+  }
+  if (xfcc) out.push(XFCC, xfcc);
+  return out;
+}
+
+function responseHeaders(raw: string[], connection: string | undefined): string[] {
+  const named = connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toLowerCase();
+    // The downstream server frames the body itself (chunked or length), so transfer-encoding goes too.
+    if (lower === 'transfer-encoding' || (HOP_BY_HOP.has(lower) && lower !== XFCC) || named?.has(lower)) continue;
+    out.push(raw[i], raw[i + 1]);
+  }
+  return out;
+}
+
+/** Envoy's XFCC (SANITIZE_SET): what the app may trust about the caller, only when it was verified. */
+function xfccFor(ctx: InboundContext, selfSpiffeId: string | undefined): string | undefined {
+  if (!ctx.peer) return undefined;
+  return selfSpiffeId ? `By=${selfSpiffeId};URI=${ctx.peer.spiffeId}` : `URI=${ctx.peer.spiffeId}`;
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// ---------------------------------------------------------------- the handler
+
+export interface InboundHttpOptions {
+  config: () => InboundConfig;
+  /** Where the app listens (default 127.0.0.1). */
+  appHost: string;
+  selfSpiffeId: () => string | undefined;
+  logger: Logger;
+  metrics?: ProxyMetrics;
+  /** Idle time before a downstream keep-alive connection (or HTTP/2 session) is closed. */
+  idleTimeoutMs: number;
+  /** Idle time of pooled app connections: below the app's own keep-alive timeout (Node's is 5 s) to avoid reuse races. */
+  upstreamIdleTimeoutMs?: number;
+}
+
+interface Tunnel {
+  socket: net.Socket;
+  peers?: never;
+}
+
+export class InboundHttp {
+  private readonly options: InboundHttpOptions;
+  private readonly h1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly agent: http.Agent;
+  private readonly contexts = new WeakMap<object, InboundContext>();
+  private readonly upstreamH2 = new Map<number, http2.ClientHttp2Session>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private pendingH2: InboundContext | undefined;
+  private readonly tunnels = new Set<Tunnel>();
+
+  constructor(options: InboundHttpOptions) {
+    this.options = options;
+    this.agent = new http.Agent({ keepAlive: true, timeout: options.upstreamIdleTimeoutMs ?? 4000, scheduling: 'lifo' });
+    this.h1 = http.createServer({
+      keepAliveTimeout: options.idleTimeoutMs,
+      // Long uploads and streams are the app's business; idle connections are ours (keepAliveTimeout).
+      requestTimeout: 0,
+      noDelay: true,
+    });
+    this.h1.on('request', (req, res) => this.onRequest(req, res));
+    this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
+    this.h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
+    this.h2 = http2.createServer();
+    // Emitted synchronously from emit('connection'): the only moment the session can be tied to its
+    // context (session.socket is a proxy object, useless as a map key).
+    this.h2.on('session', (session: http2.ServerHttp2Session) => {
+      if (this.pendingH2) this.contexts.set(session, this.pendingH2);
+      this.sessions.add(session);
+      session.setTimeout(options.idleTimeoutMs, () => session.close());
+      session.once('close', () => this.sessions.delete(session));
+    });
+    this.h2.on('sessionError', (err: Error) => options.logger.debug('HTTP/2 session error', { error: err }));
+    this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
+  }
+
+  /** Serves HTTP/1.x on an accepted (possibly decrypted) socket whose first bytes were put back. */
+  serveHttp1(socket: net.Socket, ctx: InboundContext): void {
+    this.contexts.set(socket, ctx);
+    this.h1.emit('connection', socket);
+    // Bytes put back with unshift sit in the stream buffer; the server only reads them once it flows.
+    socket.resume();
+  }
+
+  serveHttp2(socket: net.Socket, ctx: InboundContext): void {
+    this.pendingH2 = ctx;
+    try {
+      this.h2.emit('connection', socket);
+    } finally {
+      this.pendingH2 = undefined;
+    }
+  }
+
+  close(): void {
+    this.h1.closeAllConnections();
+    for (const session of this.sessions) session.destroy();
+    for (const session of this.upstreamH2.values()) session.destroy();
+    for (const tunnel of this.tunnels) tunnel.socket.destroy();
+    this.upstreamH2.clear();
+    this.agent.destroy();
+  }
+
+  private seriesFor(ctx: InboundContext): HttpSeries | undefined {
+    const metrics = this.options.metrics;
+    if (!metrics) return undefined;
+    if (!ctx.series) {
+      const config = this.options.config();
+      ctx.series = metrics.httpSeries({
+        reporter: 'destination',
+        sourcePrincipal: ctx.peer?.spiffeId,
+        destinationPrincipal: ctx.mtls ? this.options.selfSpiffeId() : undefined,
+        destinationWorkload: config.workload.name,
+        destinationNamespace: config.workload.namespace,
+        mtls: ctx.mtls,
+      });
+    }
+    return ctx.series;
+  }
+
+  private authorizeHttp(ctx: InboundContext, request: AuthzHttpRequest): AuthzDecision {
+    const config = this.options.config();
+    return decide(config, authzRequest(config, ctx, request), this.options.logger);
+  }
+
+  // ------------------------------------------------------------ HTTP/1.1
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const start = performance.now();
+    const ctx = this.contexts.get(req.socket);
+    if (!ctx) {
+      res.destroy();
+      return;
+    }
+    const { path, query } = normalizeTarget(req.url ?? '/');
+    const decision = this.authorizeHttp(ctx, {
+      protocol: 'http',
+      method: req.method ?? 'GET',
+      path,
+      host: req.headers.host ?? '',
+      headers: req.headers,
+      sni: ctx.sni,
+    });
+    const series = this.seriesFor(ctx);
+    const grpc = isGrpc(req.headers['content-type']);
+    if (series) res.once('finish', () => series.record(res.statusCode, grpc, performance.now() - start));
+    if (!decision.allow) {
+      res.writeHead(403, { 'content-type': 'text/plain', 'content-length': DENIED_BODY.length });
+      res.end(DENIED_BODY);
+      return;
+    }
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    this.forward(req, res, ctx, path + query, hasBody, false);
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, ctx: InboundContext, target: string, hasBody: boolean, retried: boolean): void {
+    const upstream = http.request({
+      host: this.options.appHost,
+      port: ctx.port,
+      method: req.method,
+      path: target,
+      headers: requestHeaders(req.rawHeaders, req.headers.connection, xfccFor(ctx, this.options.selfSpiffeId()), false),
+      setHost: false,
+      agent: this.agent,
+    });
+    let responded = false;
+    upstream.on('response', (up) => {
+      responded = true;
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders, up.headers.connection));
+      up.once('end', () => {
+        if (up.rawTrailers.length > 0) res.addTrailers(pairs(up.rawTrailers));
+      });
+      up.on('error', () => res.destroy());
+      up.pipe(res);
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (responded) return;
+      // A pooled connection the app closed while we picked it: safe to retry a request without a body once.
+      if (!retried && !hasBody && upstream.reusedSocket && err.code === 'ECONNRESET') {
+        this.forward(req, res, ctx, target, hasBody, true);
+        return;
+      }
+      if (res.headersSent) res.destroy();
+      else {
+        this.options.logger.debug('app connection failed', { port: ctx.port, error: err });
+        const body = 'upstream connect error or disconnect/reset before headers';
+        res.writeHead(503, { 'content-type': 'text/plain', 'content-length': body.length });
+        res.end(body);
+      }
+    });
+    // The client went away before the response finished: stop the app's work too.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (hasBody) req.pipe(upstream);
+    else upstream.end();
+  }
+
+  /** Upgrade (WebSocket) and CONNECT: authorize the request, then splice raw bytes to the app. */
+  private onTunnel(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    const ctx = this.contexts.get(socket);
+    socket.on('error', () => socket.destroy());
+    if (!ctx) {
+      socket.destroy();
+      return;
+    }
+    const { path, query } = normalizeTarget(req.url ?? '/');
+    const decision = this.authorizeHttp(ctx, {
+      protocol: 'http',
+      method: req.method ?? 'GET',
+      path,
+      host: req.headers.host ?? '',
+      headers: req.headers,
+      sni: ctx.sni,
+    });
+    const series = this.seriesFor(ctx);
+    if (!decision.allow) {
+      series?.record(403, false, 0);
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${DENIED_BODY.length}\r\nconnection: close\r\n\r\n${DENIED_BODY}`);
+      return;
+    }
+    const headers = requestHeaders(req.rawHeaders, undefined, xfccFor(ctx, this.options.selfSpiffeId()), true);
+    let text = `${req.method} ${req.method === 'CONNECT' ? (req.url ?? '') : path + query} HTTP/${req.httpVersion}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    const app = net.connect({ host: this.options.appHost, port: ctx.port, allowHalfOpen: true, noDelay: true });
+    app.write(text + '\r\n');
+    if (head.length > 0) app.write(head);
+    const tunnel: Tunnel = { socket };
+    this.tunnels.add(tunnel);
+    spliceSockets(socket, app, this.options.idleTimeoutMs, () => this.tunnels.delete(tunnel));
+  }
+
+  // ------------------------------------------------------------ HTTP/2
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const start = performance.now();
+    stream.on('error', () => stream.destroy());
+    const ctx = this.contexts.get(stream.session as object);
+    if (!ctx) {
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    const rawPath = headers[':path'] ?? '/';
+    const { path, query } = normalizeTarget(rawPath);
+    const decision = this.authorizeHttp(ctx, {
+      protocol: 'http',
+      method: headers[':method'] ?? 'GET',
+      path,
+      host: headers[':authority'] ?? headers.host ?? '',
+      headers,
+      sni: ctx.sni,
+    });
+    const series = this.seriesFor(ctx);
+    const grpc = isGrpc(headers['content-type']);
+    if (series) {
+      stream.once('close', () => {
+        const status = stream.sentHeaders[':status'];
+        if (status !== undefined) series.record(Number(status), grpc, performance.now() - start);
+      });
+    }
+    if (!decision.allow) {
+      stream.respond({ ':status': 403, 'content-type': 'text/plain', 'content-length': DENIED_BODY.length });
+      stream.end(DENIED_BODY);
+      return;
+    }
+    const session = this.upstreamSession(ctx.port);
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const name of Object.keys(headers)) {
+      if (name === XFCC || name === 'connection' || name === 'keep-alive' || name === 'proxy-connection' || name === 'upgrade') continue;
+      out[name] = headers[name];
+    }
+    if (path + query !== rawPath && rawPath.charCodeAt(0) === 0x2f) out[':path'] = path + query;
+    const xfcc = xfccFor(ctx, this.options.selfSpiffeId());
+    if (xfcc) out[XFCC] = xfcc;
+    let upstream: http2.ClientHttp2Stream;
+    try {
+      upstream = session.request(out, { endStream: stream.endAfterHeaders });
+    } catch (err) {
+      this.upstreamFailed(stream, ctx, err as Error);
+      return;
+    }
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    upstream.on('error', (err: Error) => {
+      if (!stream.headersSent) this.upstreamFailed(stream, ctx, err);
+      else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    upstream.on('response', (responseHeaders: http2.IncomingHttpHeaders, flags: number) => {
+      if (stream.destroyed) return;
+      // Trailers-only responses (gRPC errors) end with the headers.
+      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
+        stream.respond(responseHeaders, { endStream: true });
+        return;
+      }
+      stream.respond(responseHeaders, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers(trailers ?? {}));
+      upstream.pipe(stream);
+    });
+    upstream.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      trailers = t;
+    });
+    upstream.on('close', () => {
+      if (!stream.closed && !stream.writableEnded) stream.close(upstream.rstCode || http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    stream.once('close', () => {
+      if (!upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    if (!stream.endAfterHeaders) stream.pipe(upstream);
+  }
+
+  private upstreamFailed(stream: http2.ServerHttp2Stream, ctx: InboundContext, err: Error): void {
+    this.options.logger.debug('app connection failed', { port: ctx.port, error: err });
+    if (stream.destroyed || stream.headersSent) return;
+    const body = 'upstream connect error or disconnect/reset before headers';
+    stream.respond({ ':status': 503, 'content-type': 'text/plain', 'content-length': body.length });
+    stream.end(body);
+  }
+
+  /** One multiplexed h2c session per app port, replaced when it closes or goes away. */
+  private upstreamSession(port: number): http2.ClientHttp2Session {
+    const existing = this.upstreamH2.get(port);
+    if (existing && !existing.closed && !existing.destroyed) return existing;
+    const session = http2.connect(`http://${hostPort(this.options.appHost, port)}`);
+    const forget = (): void => {
+      if (this.upstreamH2.get(port) === session) this.upstreamH2.delete(port);
+    };
+    session.on('error', (err: Error) => {
+      this.options.logger.debug('app HTTP/2 session error', { port, error: err });
+      forget();
+    });
+    session.once('goaway', forget);
+    session.once('close', forget);
+    session.setTimeout(this.options.upstreamIdleTimeoutMs ?? 4000, () => {
+      forget();
+      session.close();
+    });
+    this.upstreamH2.set(port, session);
+    return session;
+  }
+}
+
+function isGrpc(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.startsWith('application/grpc');
+}
+
+function pairs(raw: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
+  return out;
+}
