@@ -185,11 +185,8 @@ export interface InboundHttpOptions {
   idleTimeoutMs: number;
   /** Idle time of pooled app connections: below the app's own keep-alive timeout (Node's is 5 s) to avoid reuse races. */
   upstreamIdleTimeoutMs?: number;
-}
-
-interface Tunnel {
-  socket: net.Socket;
-  peers?: never;
+  /** A request's headers must arrive within this (slow-header clients); default 60 s. */
+  headersTimeoutMs?: number;
 }
 
 export class InboundHttp {
@@ -201,17 +198,23 @@ export class InboundHttp {
   private readonly upstreamH2 = new Map<number, http2.ClientHttp2Session>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private pendingH2: InboundContext | undefined;
-  private readonly tunnels = new Set<Tunnel>();
+  private readonly tunnels = new Set<net.Socket>();
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
     this.agent = new http.Agent({ keepAlive: true, timeout: options.upstreamIdleTimeoutMs ?? 4000, scheduling: 'lifo' });
+    const headersTimeout = options.headersTimeoutMs ?? 60_000;
     this.h1 = http.createServer({
       keepAliveTimeout: options.idleTimeoutMs,
+      headersTimeout,
       // Long uploads and streams are the app's business; idle connections are ours (keepAliveTimeout).
       requestTimeout: 0,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(50, headersTimeout / 2)),
       noDelay: true,
     });
+    // This server never listens (connections are handed to it), but node:http only starts tracking
+    // connections, and so enforcing headersTimeout, on 'listening'.
+    this.h1.emit('listening');
     this.h1.on('request', (req, res) => this.onRequest(req, res));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
     this.h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
@@ -247,9 +250,10 @@ export class InboundHttp {
 
   close(): void {
     this.h1.closeAllConnections();
+    this.h1.close();
     for (const session of this.sessions) session.destroy();
     for (const session of this.upstreamH2.values()) session.destroy();
-    for (const tunnel of this.tunnels) tunnel.socket.destroy();
+    for (const socket of this.tunnels) socket.destroy();
     this.upstreamH2.clear();
     this.agent.destroy();
   }
@@ -378,9 +382,8 @@ export class InboundHttp {
     const app = net.connect({ host: this.options.appHost, port: ctx.port, allowHalfOpen: true, noDelay: true });
     app.write(text + '\r\n');
     if (head.length > 0) app.write(head);
-    const tunnel: Tunnel = { socket };
-    this.tunnels.add(tunnel);
-    spliceSockets(socket, app, this.options.idleTimeoutMs, () => this.tunnels.delete(tunnel));
+    this.tunnels.add(socket);
+    spliceSockets(socket, app, this.options.idleTimeoutMs, () => this.tunnels.delete(socket));
   }
 
   // ------------------------------------------------------------ HTTP/2

@@ -42,7 +42,10 @@ export interface InboundOptions {
    * (server-first protocols); default 1 s. STRICT ports wait `handshakeTimeoutMs` for a ClientHello instead.
    */
   detectionTimeoutMs?: number;
+  /** A ClientHello must arrive and the handshake finish within this; default 10 s. */
   handshakeTimeoutMs?: number;
+  /** An HTTP/1.1 request's headers must arrive within this; default 60 s. */
+  httpHeadersTimeoutMs?: number;
 }
 
 type Verdict =
@@ -102,6 +105,7 @@ export class InboundProxy {
       logger: this.logger,
       metrics: options.metrics,
       idleTimeoutMs: options.httpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS,
+      headersTimeoutMs: options.httpHeadersTimeoutMs,
     });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.handle(socket));
   }
@@ -263,12 +267,13 @@ export class InboundProxy {
       this.logger.info('inbound mTLS peer refused', { reason, destination_port: base.port, source_ip: base.sourceIp });
       socket.destroy();
     };
+    const cert = socket.getPeerX509Certificate();
     if (!socket.authorized) {
-      const cert = socket.getPeerX509Certificate();
       refuse(cert ? `client certificate not trusted: ${String(socket.authorizationError)}` : 'no client certificate');
       return;
     }
-    const identity = peerIdentity(socket.getPeerX509Certificate()?.raw, this.options.config().trustDomain);
+    const config = this.options.config();
+    const identity = peerIdentity(cert?.raw, config.trustDomain);
     if (!identity.ok) {
       refuse(identity.reason);
       return;
@@ -282,7 +287,13 @@ export class InboundProxy {
     // The client's ALPN says what the tunnel carries; without one, look at the decrypted bytes.
     const alpn = socket.alpnProtocol;
     const protocol: PlainProtocol | undefined =
-      alpn === ALPN_TCP ? 'tcp' : alpn === ALPN_HTTP1 || alpn === 'http/1.1' ? 'http1' : alpn === ALPN_H2 || alpn === 'h2' ? 'h2' : undefined;
+      alpn === ALPN_TCP || config.protocolForPort?.(base.port) === 'tcp'
+        ? 'tcp'
+        : alpn === ALPN_HTTP1 || alpn === 'http/1.1'
+          ? 'http1'
+          : alpn === ALPN_H2 || alpn === 'h2'
+            ? 'h2'
+            : undefined;
     if (protocol) {
       this.dispatch(socket, ctx, protocol, undefined);
       return;
@@ -321,14 +332,12 @@ export class InboundProxy {
       app,
       false,
     );
-    app.once('connect', () => {
-      // A refused app connection must not look like a clean close to the client.
-      app.removeListener('error', onConnectError);
-    });
+    // A refused app connection resets the client's (spliceSockets), so it never looks like a clean close.
     const onConnectError = (err: Error): void => {
       this.logger.debug('app connection failed', { destination_port: ctx.port, error: err });
     };
     app.once('error', onConnectError);
+    app.once('connect', () => app.removeListener('error', onConnectError));
     app.once('close', () => {
       this.sockets.delete(app);
       tracker?.close();

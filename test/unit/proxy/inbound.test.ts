@@ -44,7 +44,7 @@ interface Setup {
 let pki: Pki;
 const setups: Setup[] = [];
 
-async function startInbound(mode: PeerAuthenticationMode, appPort: number, options: { withCredentials?: boolean } = {}): Promise<Setup> {
+async function startInbound(mode: PeerAuthenticationMode, appPort: number, options: { withCredentials?: boolean; httpHeadersTimeoutMs?: number } = {}): Promise<Setup> {
   const state: Setup['state'] = { mode, appPort, authorize: () => ALLOW };
   const seen: AuthzRequest[] = [];
   const material = new MutableTlsMaterial(options.withCredentials === false ? undefined : credentials(pki.server, pki.ca, SERVER_ID));
@@ -66,6 +66,7 @@ async function startInbound(mode: PeerAuthenticationMode, appPort: number, optio
     logger: sink.logger,
     metrics: new ProxyMetrics(registry),
     detectionTimeoutMs: 200,
+    httpHeadersTimeoutMs: options.httpHeadersTimeoutMs,
   });
   const { port } = await proxy.listen(0, '127.0.0.1');
   const setup = { proxy, port, state, seen, material, registry, sink };
@@ -514,6 +515,16 @@ describe('inbound HTTP/1.1 authorization', () => {
     }
   });
 
+  it('closes a client whose headers never finish (slow headers)', async () => {
+    const slow = await startInbound('PERMISSIVE', app.port, { httpHeadersTimeoutMs: 200 });
+    const socket = net.connect(slow.port, '127.0.0.1');
+    const result = collect(socket);
+    socket.write('GET / HTTP/1.1\r\nhost: httpbin.foo\r\n');
+    const started = Date.now();
+    assert.match((await result).data.toString(), /^HTTP\/1\.1 408/);
+    assert.ok(Date.now() - started < 2000);
+  });
+
   it('authorizes a WebSocket-style upgrade, then tunnels raw bytes', async () => {
     const upgradeApp = http.createServer();
     upgradeApp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
@@ -603,6 +614,18 @@ describe('inbound HTTP/2', () => {
     assert.equal(JSON.parse(a.body).xfcc, `By=${SERVER_ID};URI=${CLIENT_ID}`);
     assert.equal(JSON.parse(b.body).bytes, 100_000);
     assert.equal((await h2call(session, '/pkg.Admin/Drop')).status, 403);
+    session.close();
+    const request = setup.seen.at(-1)!;
+    assert.equal(request.source.principal, 'cluster.local/ns/bar/sa/sleep');
+  });
+
+  it('answers 503 on a stream when the h2c app is not listening', async () => {
+    const dead = await new CountingApp().start();
+    await dead.stop();
+    const other = await startInbound('PERMISSIVE', dead.port);
+    const session = http2.connect(`http://127.0.0.1:${other.port}`);
+    const res = await h2call(session, '/pkg.Svc/Get');
+    assert.equal(res.status, 503);
     session.close();
     const request = setup.seen.at(-1)!;
     assert.equal(request.source.principal, 'cluster.local/ns/bar/sa/sleep');
