@@ -1,5 +1,5 @@
-import type { Command } from 'commander';
-import { CliError, notImplemented, parsePositiveInt } from './common.ts';
+import { InvalidArgumentError, type Command } from 'commander';
+import { CliError, parsePositiveInt } from './common.ts';
 
 interface InitOptions {
   dir: string;
@@ -25,7 +25,77 @@ export function registerCa(program: Command): void {
     .description('show subject, SANs, key, validity and chain of a certificate file')
     .option('-o, --output <format>', "'text' or 'json'", 'text')
     .action(async (file: string, options: { output: string }) => inspect(file, options.output));
-  ca.command('rotate').description('rotate the root without restarting pods: add, switch, then drop the old root').action(() => notImplemented('ca rotate'));
+  ca.command('rotate')
+    .description('rotate the root without restarting pods: add the new root to the bundle, switch signing to it, then drop the old root (see docs/root-rotation.md)')
+    .option('--kubeconfig <file>', 'kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+    .option('--namespace <ns>', 'the control plane\'s namespace, where Secret cinch-ca lives', 'cinch-system')
+    .option('--phase <phase>', "'add', 'switch', 'drop', or 'auto' (every phase whose precondition holds, in order)", 'auto')
+    .option('--dry-run', 'check the precondition and show what the next phase would do, without writing')
+    .option('--from-dir <dir>', 'add: the new CA material (cacerts layout, e.g. from `cinch ca init --intermediate`) instead of a generated self-signed root')
+    .option('--trust-domain <domain>', "add: trust domain in a generated root's subject (default: the current root's)")
+    .option('--max-cert-ttl <seconds>', "the control plane's --max-cert-ttl: each waiting period lasts this long (recorded at add)", parsePositiveInt)
+    .option('--grace <seconds>', 'extra wait for replicas and kubelets to pick up changes (recorded at add)', parseNonNegativeInt, 300)
+    .option('-o, --output <format>', "'text' or 'json'", 'text')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when a phase was applied or there is nothing left to do, 3 when a precondition is not met yet (the message says what to wait for), 1 on errors.',
+    )
+    .action(async (options: RotateCliOptions) => rotate(options));
+}
+
+interface RotateCliOptions {
+  kubeconfig?: string;
+  namespace: string;
+  phase: string;
+  dryRun?: boolean;
+  fromDir?: string;
+  trustDomain?: string;
+  maxCertTtl?: number;
+  grace: number;
+  output: string;
+}
+
+function parseNonNegativeInt(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of seconds.');
+  return Number(value);
+}
+
+async function rotate(options: RotateCliOptions): Promise<void> {
+  const phases = ['add', 'switch', 'drop', 'auto'];
+  if (!phases.includes(options.phase)) throw new CliError(`cinch ca rotate: --phase must be one of ${phases.join(', ')}, got ${JSON.stringify(options.phase)}`, 2);
+  if (options.output !== 'text' && options.output !== 'json') throw new CliError(`cinch ca rotate: --output must be 'text' or 'json', got ${JSON.stringify(options.output)}`, 2);
+  const { CaMaterialError, loadCaMaterial, fromSecretData, readCaDir } = await import('../ca/index.ts');
+  const { RotationError } = await import('../ca/rotation.ts');
+  const { rotateRoot } = await import('../controlplane/root-rotation.ts');
+  const { loadKubeConfig } = await import('../kube/config.ts');
+  try {
+    let next;
+    if (options.fromDir) {
+      const files = readCaDir(options.fromDir);
+      loadCaMaterial(files); // refuse inconsistent material before touching the cluster
+      next = fromSecretData(files);
+    }
+    const report = await rotateRoot(loadKubeConfig(options.kubeconfig), {
+      namespace: options.namespace,
+      phase: options.phase as 'add' | 'switch' | 'drop' | 'auto',
+      dryRun: options.dryRun,
+      next,
+      trustDomain: options.trustDomain,
+      maxCertTtlSeconds: options.maxCertTtl,
+      graceSeconds: options.grace,
+    });
+    if (options.output === 'json') process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else {
+      const lines = report.steps.map((s) => `${s.phase}: ${s.outcome} — ${s.message}`);
+      if (report.state) lines.push(`rotation state: ${report.state.phase} (added ${report.state.addedAt}${report.state.switchedAt ? `, switched ${report.state.switchedAt}` : ''}${report.state.droppedAt ? `, dropped ${report.state.droppedAt}` : ''})`);
+      for (const r of report.roots) lines.push(`root ${r.fingerprint.slice(0, 16)}… ${r.subject}, valid until ${r.notAfter}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+    if (report.blocked) throw new CliError(`cinch ca rotate: ${report.steps[report.steps.length - 1].message}`, 3);
+  } catch (err) {
+    if (err instanceof RotationError || err instanceof CaMaterialError) throw new CliError(`cinch ca rotate: ${err.message}`);
+    throw err;
+  }
 }
 
 async function init(options: InitOptions): Promise<void> {
