@@ -44,7 +44,7 @@ interface Setup {
 let pki: Pki;
 const setups: Setup[] = [];
 
-async function startInbound(mode: PeerAuthenticationMode, appPort: number, options: { withCredentials?: boolean; httpHeadersTimeoutMs?: number } = {}): Promise<Setup> {
+async function startInbound(mode: PeerAuthenticationMode, appPort: number, options: { withCredentials?: boolean; httpHeadersTimeoutMs?: number; tcpIdleTimeoutMs?: number } = {}): Promise<Setup> {
   const state: Setup['state'] = { mode, appPort, authorize: () => ALLOW };
   const seen: AuthzRequest[] = [];
   const material = new MutableTlsMaterial(options.withCredentials === false ? undefined : credentials(pki.server, pki.ca, SERVER_ID));
@@ -67,6 +67,7 @@ async function startInbound(mode: PeerAuthenticationMode, appPort: number, optio
     metrics: new ProxyMetrics(registry),
     detectionTimeoutMs: 200,
     httpHeadersTimeoutMs: options.httpHeadersTimeoutMs,
+    tcpIdleTimeoutMs: options.tcpIdleTimeoutMs,
   });
   const { port } = await proxy.listen(0, '127.0.0.1');
   const setup = { proxy, port, state, seen, material, registry, sink };
@@ -325,6 +326,49 @@ describe('inbound TCP behaviour', () => {
     socket.write('abc');
     socket.end('defg');
     assert.equal((await result).data.toString(), 'got 7 bytes');
+  });
+});
+
+describe('inbound teardown', () => {
+  it('passes an app reset on to the client as a reset, after the bytes that came before it', async () => {
+    const app = await new CountingApp((s) => {
+      s.write('partial', () => setTimeout(() => s.resetAndDestroy(), 20));
+    }).start();
+    const setup = await startInbound('PERMISSIVE', app.port);
+    const socket = net.connect(setup.port, '127.0.0.1');
+    const result = collect(socket);
+    socket.write('\x00hello');
+    const { data, error } = await result;
+    assert.equal(data.toString(), 'partial');
+    assert.equal(error?.code, 'ECONNRESET');
+  });
+
+  it('tears the app side down when the client resets', async () => {
+    let appSaw: string | undefined;
+    const app = await new CountingApp((s) => {
+      s.on('error', (e: NodeJS.ErrnoException) => (appSaw = e.code));
+      s.on('close', () => (appSaw ??= 'close'));
+    }).start();
+    const setup = await startInbound('PERMISSIVE', app.port);
+    const socket = net.connect(setup.port, '127.0.0.1');
+    socket.write('\x00hello');
+    await eventually(() => app.bytes === 6);
+    socket.resetAndDestroy();
+    await eventually(() => appSaw !== undefined);
+    assert.equal(appSaw, 'ECONNRESET');
+  });
+
+  it('closes an idle TCP connection on both sides', async () => {
+    const app = await new CountingApp().start();
+    const setup = await startInbound('STRICT', app.port, { tcpIdleTimeoutMs: 150 });
+    const socket = mtlsConnect({ port: setup.port, ca: pki.ca, leaf: pki.client, alpn: ['cinch-tcp'] });
+    const result = collect(socket);
+    await once(socket, 'secureConnect');
+    socket.write('ping');
+    const started = Date.now();
+    assert.equal((await result).data.toString(), 'ping');
+    assert.ok(Date.now() - started >= 140);
+    await eventually(() => app.sockets.size === 0);
   });
 });
 
