@@ -323,6 +323,18 @@ function tlv(buf: Buffer, pos: number, limit: number, expectTag?: number): Tlv {
   return { tag, start, end };
 }
 
+/** Resolves once `sockets` is empty, or after `ms`. Polled: it runs once, at shutdown. */
+export function untilEmpty(sockets: ReadonlySet<unknown>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (sockets.size === 0 || Date.now() >= deadline) resolve();
+      else setTimeout(check, 25);
+    };
+    check();
+  });
+}
+
 // ---------------------------------------------------------------- splicing
 
 /** Ends a socket abruptly: a TCP reset where possible, so a failure upstream is not mistaken for a clean end. */

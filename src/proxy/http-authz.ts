@@ -198,6 +198,8 @@ export class InboundHttp {
   private readonly upstreamH2 = new Map<number, http2.ClientHttp2Session>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private pendingH2: InboundContext | undefined;
+  /** Shutting down: every response closes its connection. */
+  private draining = false;
   private readonly tunnels = new Set<net.Socket>();
 
   constructor(options: InboundHttpOptions) {
@@ -246,6 +248,13 @@ export class InboundHttp {
     } finally {
       this.pendingH2 = undefined;
     }
+  }
+
+  /** Shutdown, gently: idle keep-alive connections close now, busy ones after their response; HTTP/2 gets GOAWAY. */
+  drain(): void {
+    this.draining = true;
+    this.h1.closeIdleConnections();
+    for (const session of this.sessions) session.close();
   }
 
   close(): void {
@@ -302,7 +311,7 @@ export class InboundHttp {
     const grpc = isGrpc(req.headers['content-type']);
     if (series) res.once('finish', () => series.record(res.statusCode, grpc, performance.now() - start));
     if (!decision.allow) {
-      res.writeHead(403, { 'content-type': 'text/plain', 'content-length': DENIED_BODY.length });
+      res.writeHead(403, { 'content-type': 'text/plain', 'content-length': DENIED_BODY.length, ...(this.draining ? { connection: 'close' } : {}) });
       res.end(DENIED_BODY);
       return;
     }
@@ -323,7 +332,9 @@ export class InboundHttp {
     let responded = false;
     upstream.on('response', (up) => {
       responded = true;
-      res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders(up.rawHeaders, up.headers.connection));
+      const headers = responseHeaders(up.rawHeaders, up.headers.connection);
+      if (this.draining) headers.push('connection', 'close');
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
       up.once('end', () => {
         if (up.rawTrailers.length > 0) res.addTrailers(pairs(up.rawTrailers));
       });

@@ -11,7 +11,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { createLogger } from '../telemetry/logger.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { parseClientHello, peek, peerIdentity, sniffPlaintext, spliceSockets, startsWithTls, MAX_REQUEST_LINE } from './detect.ts';
+import { parseClientHello, peek, untilEmpty, peerIdentity, sniffPlaintext, spliceSockets, startsWithTls, MAX_REQUEST_LINE } from './detect.ts';
 import type { PlainProtocol } from './detect.ts';
 import { InboundHttp, authzRequest, decide } from './http-authz.ts';
 import type { InboundContext } from './http-authz.ts';
@@ -126,10 +126,18 @@ export class InboundProxy {
     });
   }
 
-  /** Stops accepting and tears down every connection. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting. With `graceMs`, open connections get that long to finish (idle HTTP keep-alive
+   * connections are closed at once, busy ones after their response, HTTP/2 sessions get a GOAWAY);
+   * whatever is still open then is torn down.
+   */
+  async close(graceMs = 0): Promise<void> {
     this.unsubscribe();
     const closed = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    if (graceMs > 0) {
+      this.http.drain();
+      await untilEmpty(this.sockets, graceMs);
+    }
     for (const socket of this.sockets) socket.destroy();
     for (const entry of this.pending.values()) clearTimeout(entry.timer);
     this.pending.clear();

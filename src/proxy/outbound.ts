@@ -6,7 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { createLogger } from '../telemetry/logger.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { abort, peek, peerIdentity, sniffPlaintext, spliceSockets, MAX_REQUEST_LINE } from './detect.ts';
+import { abort, peek, peerIdentity, sniffPlaintext, spliceSockets, untilEmpty, MAX_REQUEST_LINE } from './detect.ts';
 import type { PlainProtocol } from './detect.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, plainIp } from './types.ts';
@@ -65,8 +65,10 @@ export class OutboundProxy {
     });
   }
 
-  async close(): Promise<void> {
+  /** Stops accepting; with `graceMs`, open connections get that long to end by themselves before they are torn down. */
+  async close(graceMs = 0): Promise<void> {
     const closed = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    if (graceMs > 0) await untilEmpty(this.sockets, graceMs);
     for (const socket of this.sockets) socket.destroy();
     await closed;
   }

@@ -372,6 +372,56 @@ describe('inbound teardown', () => {
   });
 });
 
+describe('inbound shutdown', () => {
+  it('drains: stops accepting, closes idle keep-alive connections, lets busy ones finish', async () => {
+    const app = await new HttpApp((req, res) => setTimeout(() => res.end(req.url), req.url === '/slow' ? 300 : 0)).start();
+    const setup = await startInbound('PERMISSIVE', app.port);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const idle = await new Promise<net.Socket>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: setup.port, path: '/fast', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(req.socket!));
+      });
+      req.on('error', reject);
+    });
+    const idleClosed = once(idle, 'close');
+    const busy = new Promise<{ body: string; connection?: string }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: setup.port, path: '/slow', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ body, connection: res.headers.connection }));
+        })
+        .on('error', reject);
+    });
+    await eventually(() => app.requests.length === 2);
+    const started = Date.now();
+    const closing = setup.proxy.close(5000);
+    await idleClosed;
+    assert.ok(Date.now() - started < 200, 'idle keep-alive connection closed at once');
+    const refused = await collect(net.connect(setup.port, '127.0.0.1'));
+    assert.equal(refused.error?.code, 'ECONNREFUSED');
+    assert.deepEqual(await busy, { body: '/slow', connection: 'close' });
+    await closing;
+    assert.ok(Date.now() - started < 2000, 'drained before the grace period ran out');
+    agent.destroy();
+  });
+
+  it('tears down what is still open when the grace period ends', async () => {
+    const app = await new CountingApp().start();
+    const setup = await startInbound('STRICT', app.port);
+    const socket = mtlsConnect({ port: setup.port, ca: pki.ca, leaf: pki.client, alpn: ['cinch-tcp'] });
+    const result = collect(socket);
+    await once(socket, 'secureConnect');
+    socket.write('still here');
+    await once(socket, 'data');
+    const started = Date.now();
+    await setup.proxy.close(300);
+    assert.ok(Date.now() - started >= 290);
+    await result;
+  });
+});
+
 describe('inbound large transfers', () => {
   it('carries 20 MB each way intact through mTLS (backpressure)', async () => {
     const size = 20 * 1024 * 1024;
