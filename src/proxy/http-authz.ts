@@ -342,9 +342,10 @@ export class InboundHttp {
       up.pipe(res);
     });
     upstream.on('error', (err: NodeJS.ErrnoException) => {
-      if (responded) return;
-      // A pooled connection the app closed while we picked it: safe to retry a request without a body once.
-      if (!retried && !hasBody && upstream.reusedSocket && err.code === 'ECONNRESET') {
+      if (responded || res.destroyed || res.writableEnded) return;
+      // A pooled connection the app closed just as we picked it: the app never saw the request, so an
+      // idempotent one without a body is retried once (node:http's documented reusedSocket pattern).
+      if (!retried && !hasBody && upstream.reusedSocket && err.code === 'ECONNRESET' && IDEMPOTENT.has(req.method ?? '')) {
         this.forward(req, res, ctx, target, hasBody, true);
         return;
       }
@@ -504,6 +505,8 @@ export class InboundHttp {
     return session;
   }
 }
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 function isGrpc(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc');

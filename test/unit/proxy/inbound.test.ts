@@ -609,6 +609,29 @@ describe('inbound HTTP/1.1 authorization', () => {
     }
   });
 
+  it('retries an idempotent request once when a pooled app connection turns out to be dead', async () => {
+    const perSocket = new WeakMap<object, number>();
+    // Drops the second request on each connection, as an app that closed an idle connection would.
+    const flaky = await new HttpApp((req, res) => {
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      if (n === 2) req.socket.destroy();
+      else res.end(`ok ${req.method}`);
+    }).start();
+    const saved = setup.state.appPort;
+    setup.state.appPort = flaky.port;
+    try {
+      assert.equal((await plainRequest(setup.port, '/one')).body, 'ok GET');
+      assert.equal((await plainRequest(setup.port, '/two')).body, 'ok GET');
+      assert.equal(flaky.requests.length, 3);
+      // POST is not idempotent: the failure is reported, not retried.
+      assert.equal((await plainRequest(setup.port, '/three', 'POST')).status, 503);
+      assert.equal((await plainRequest(setup.port, '/four', 'POST')).body, 'ok POST');
+    } finally {
+      setup.state.appPort = saved;
+    }
+  });
+
   it('closes a client whose headers never finish (slow headers)', async () => {
     const slow = await startInbound('PERMISSIVE', app.port, { httpHeadersTimeoutMs: 200 });
     const socket = net.connect(slow.port, '127.0.0.1');
