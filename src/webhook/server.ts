@@ -91,20 +91,21 @@ export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
       res.json(reviewResponse(review, { kind: 'allow' }));
       return;
     }
-    const podLog = log.child({ namespace: request.namespace, pod: podDisplayName(request), uid: request.uid });
+    // Built only when a line is written: on the hot path (info level, injected) nothing is logged.
+    const podLog = () => log.child({ namespace: request.namespace, pod: podDisplayName(request), uid: request.uid });
     let result: MutationResult;
     try {
       result = await opts.mutate(podOf(request), request);
     } catch (err) {
       // An injector bug must not let an unmeshed pod through silently: refuse, and say why.
-      podLog.error('injection failed', { err });
+      podLog().error('injection failed', { err });
       result = { kind: 'refuse', reason: 'internal_error', message: `cinch injection failed: ${(err as Error).message}` };
     }
     const outcome = result.kind === 'patch' ? 'injected' : result.kind === 'skip' ? 'skipped' : 'refused';
     metrics.requests.inc({ result: outcome, reason: result.reason });
     metrics.duration.observe({ result: outcome }, (performance.now() - started) / 1000);
-    if (result.kind === 'refuse') podLog.warn('pod refused', { reason: result.reason, message: result.message });
-    else podLog.debug(outcome, { reason: result.reason });
+    if (result.kind === 'refuse') podLog().warn('pod refused', { reason: result.reason, message: result.message });
+    else if (log.isDebugEnabled()) podLog().debug(outcome, { reason: result.reason });
     res.json(reviewResponse(review, result));
   });
 
