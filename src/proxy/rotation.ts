@@ -1,11 +1,18 @@
 // When to renew a workload certificate, and how to back off when the CA does not answer. Pure.
 
-/** Renew at half the lifetime, ±10% of the lifetime as jitter, so a fleet started together spreads out. */
+/** Never renew sooner than this after receiving a certificate: a CA handing out nearly-expired ones must not cause a tight loop. */
+export const MIN_RENEWAL_DELAY_MS = 1000;
+
+/**
+ * Renew at half the lifetime, ±10% of the lifetime as jitter, so a fleet started together spreads out.
+ * The lifetime counts from when the certificate was received (`now`), not from notBefore: CAs backdate
+ * notBefore for clock skew (Cinch by 60 s), which for a 30-second certificate would put half-life in the past.
+ */
 export function renewalDelayMs(notBefore: Date, notAfter: Date, now: Date, random: () => number = Math.random): number {
-  const lifetime = notAfter.getTime() - notBefore.getTime();
+  const start = Math.max(notBefore.getTime(), now.getTime());
+  const lifetime = Math.max(0, notAfter.getTime() - start);
   const jitter = (random() * 2 - 1) * 0.1 * lifetime;
-  const renewAt = notBefore.getTime() + lifetime / 2 + jitter;
-  return Math.max(0, renewAt - now.getTime());
+  return Math.max(MIN_RENEWAL_DELAY_MS, start + lifetime / 2 + jitter - now.getTime());
 }
 
 /**

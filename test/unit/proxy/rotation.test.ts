@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { renewalDelayMs, retryDelayMs } from '../../../src/proxy/rotation.ts';
+import { MIN_RENEWAL_DELAY_MS, renewalDelayMs, retryDelayMs } from '../../../src/proxy/rotation.ts';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
 const hour = 3_600_000;
@@ -16,12 +16,20 @@ test('renewal happens at half the lifetime, within ±10% of the lifetime', () =>
   }
 });
 
-test('renewal counts from notBefore (backdated certificates) and never goes negative', () => {
-  const notBefore = new Date(t0.getTime() - 60_000);
-  const notAfter = new Date(notBefore.getTime() + 30_000 + 60_000);
-  assert.equal(renewalDelayMs(notBefore, notAfter, t0, () => 0.5), 0); // already past half-life
+test('a backdated notBefore does not pull renewal into the past: a 30-s certificate renews after ~15 s', () => {
+  const notBefore = new Date(t0.getTime() - 60_000); // the CA backdates for clock skew
+  const notAfter = new Date(t0.getTime() + 30_000);
+  assert.equal(renewalDelayMs(notBefore, notAfter, t0, () => 0.5), 15_000);
+  for (let i = 0; i < 200; i++) {
+    const d = renewalDelayMs(notBefore, notAfter, t0);
+    assert.ok(d >= 12_000 && d <= 18_000, String(d));
+  }
+});
+
+test('an expired or nearly expired certificate is retried after a floor, never in a tight loop', () => {
   const later = new Date(t0.getTime() + hour);
-  assert.equal(renewalDelayMs(t0, new Date(t0.getTime() + hour), later, () => 0.5), 0);
+  assert.equal(renewalDelayMs(t0, new Date(t0.getTime() + hour), later, () => 0.5), MIN_RENEWAL_DELAY_MS);
+  assert.equal(renewalDelayMs(t0, new Date(t0.getTime() + 500), t0, () => 0.5), MIN_RENEWAL_DELAY_MS);
 });
 
 test('retries back off exponentially with jitter, capped', () => {
