@@ -17,7 +17,7 @@ const MIN_ROTATIONS = 3;
 const ROTATIONS = 'cinch_proxy_certificate_rotations_total';
 const EXPIRY = 'cinch_proxy_certificate_expiry_timestamp_seconds';
 
-describe('certificate rotation under continuous load', { skip, timeout: 6 * 60_000, todo: 'waiting for the CA and config server on 15012 in cinch control-plane (POST /v1/certificates, GET /v1/config)' }, () => {
+describe('certificate rotation under continuous load', { skip, timeout: 6 * 60_000 }, () => {
   let mesh: Mesh;
   let server: MeshPod;
   let client: MeshPod;

@@ -710,7 +710,10 @@ export class Mesh {
       return await fn();
     } catch (err) {
       const e = err as Error;
-      e.message = `${e.message}\n${this.logs()}`;
+      const original = e.message;
+      e.message = `${original}\n${this.logs()}`;
+      // Reporters print the stack, which was written with the original message.
+      if (e.stack?.includes(original)) e.stack = e.stack.replace(original, e.message);
       throw e;
     }
   }
@@ -826,6 +829,31 @@ export class MeshPod {
       }
       await sleep(250);
     }
+  }
+
+  /** Versions of the configs the proxy logged as received ("config received"), in order. */
+  configVersions(): string[] {
+    const out: string[] = [];
+    for (const line of (this.proxy?.stderr ?? '').split('\n')) {
+      if (!line.includes('config received')) continue;
+      try {
+        const entry = JSON.parse(line) as { message?: string; version?: string };
+        if (entry.message === 'config received') out.push(entry.version ?? '');
+      } catch {
+        // not a JSON log line
+      }
+    }
+    return out;
+  }
+
+  /** Waits until the proxy has logged more than `seen` configs; returns the time waited (ms). */
+  async waitForNewConfig(seen: number, timeoutMs = 5000): Promise<number> {
+    const start = Date.now();
+    while (this.configVersions().length <= seen) {
+      if (Date.now() - start > timeoutMs) throw new Error(`proxy ${this.label} logged no new config within ${timeoutMs} ms (${seen} so far)`);
+      await sleep(20);
+    }
+    return Date.now() - start;
   }
 
   /** The proxy's /stats/prometheus, parsed. */
