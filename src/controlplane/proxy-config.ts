@@ -8,6 +8,7 @@ import { TLS_MODE_LABEL, TLS_MODE_VALUE } from '../inject/names.ts';
 import {
   buildPolicySet,
   DRY_RUN_ANNOTATION,
+  resolvePeerAuthentication,
   selectAuthorizationPolicies,
   selectPeerAuthentications,
   type AuthorizationPolicy,
@@ -228,10 +229,45 @@ export interface SnapshotInput {
   clusterDomain?: string;
 }
 
+/**
+ * Where the destination pod's resolved PeerAuthentication is DISABLE (workload-wide or per port), callers
+ * must not originate mTLS: its proxy would pass the ClientHello to the app. Marks pod-IP entries only;
+ * service IPs are reached on service ports, which port-level policy (keyed by target port) cannot name,
+ * so they get the workload-wide answer when every selected pod agrees.
+ */
+export function markPlaintextDestinations(destinations: Record<string, MeshedEndpoint>, pods: Iterable<MeshPod>, policies: ReadonlyMap<string, NamespacePolicies>, rootNamespace: string): void {
+  const modeOf = new Map<string, { disabled: boolean; exceptPorts?: number[] }>();
+  const rootPas = policies.get(rootNamespace)?.peerAuthentications ?? [];
+  for (const pod of pods) {
+    if (!pod.meshed) continue;
+    const pas = pod.namespace === rootNamespace ? rootPas : [...rootPas, ...(policies.get(pod.namespace)?.peerAuthentications ?? [])];
+    if (pas.length === 0) continue;
+    const resolved = resolvePeerAuthentication(pas, { namespace: pod.namespace, labels: pod.labels }, { rootNamespace });
+    const disabled = resolved.mode === 'DISABLE';
+    const exceptPorts = Object.entries(resolved.portModes)
+      .filter(([, mode]) => (mode === 'DISABLE') !== disabled)
+      .map(([port]) => Number(port))
+      .sort((a, b) => a - b);
+    if (!disabled && exceptPorts.length === 0) continue;
+    const mtls = exceptPorts.length ? { disabled, exceptPorts } : { disabled };
+    for (const ip of pod.ips) {
+      modeOf.set(ip, mtls);
+      if (destinations[ip]) destinations[ip].mtls = mtls;
+    }
+  }
+  // Services: disabled only when every entry behind them is disabled workload-wide (checked by identity set).
+  for (const endpoint of Object.values(destinations)) {
+    if (!endpoint.service || endpoint.mtls) continue;
+    const behind = [...pods].filter((p) => p.meshed && p.namespace === endpoint.workload?.namespace && p.spiffeId && endpoint.identities.includes(p.spiffeId));
+    if (behind.length > 0 && behind.every((p) => p.ips.some((ip) => modeOf.get(ip)?.disabled && !modeOf.get(ip)?.exceptPorts))) endpoint.mtls = { disabled: true };
+  }
+}
+
 export function buildSnapshot(input: SnapshotInput): MeshSnapshot {
   const pods = new Map<string, MeshPod>();
   for (const pod of input.pods) pods.set(`${pod.namespace}/${pod.name}`, pod);
   const meshedDestinations = buildMeshedDestinations(pods.values(), input.services, input.clusterDomain);
+  markPlaintextDestinations(meshedDestinations, pods.values(), input.policies, input.rootNamespace);
   const trustBundle = [...input.trustBundle];
   return {
     trustDomain: input.trustDomain,

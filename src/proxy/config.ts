@@ -17,6 +17,12 @@ export interface MeshedEndpoint {
   /** For metric labels. */
   workload?: { name?: string; namespace?: string };
   service?: string;
+  /**
+   * The destination's own PeerAuthentication turns mTLS off (DISABLE): callers must speak plaintext, as
+   * Istio infers from the destination's policy. `disabled` is the workload-wide answer; `exceptPorts` the
+   * target ports where port-level policy says the opposite.
+   */
+  mtls?: { disabled: boolean; exceptPorts?: number[] };
 }
 
 export interface ProxyConfig {

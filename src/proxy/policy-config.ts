@@ -47,9 +47,11 @@ export function compileProxyConfig(config: ProxyConfig, onAudit?: (policies: str
     },
   };
   const outbound: OutboundConfig = {
-    destinationFor: (ip: string): OutboundDestination => {
+    destinationFor: (ip: string, port: number): OutboundDestination => {
       const endpoint = destinations.get(ip);
       if (!endpoint || endpoint.identities.length === 0) return { meshed: false };
+      // The destination disabled mTLS (PeerAuthentication DISABLE): speak plaintext, as Istio does.
+      if (endpoint.mtls && endpoint.mtls.disabled !== (endpoint.mtls.exceptPorts?.includes(port) ?? false)) return { meshed: false };
       return { meshed: true, allowedSpiffeIds: endpoint.identities, workload: endpoint.workload, service: endpoint.service };
     },
   };

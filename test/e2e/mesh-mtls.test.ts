@@ -170,11 +170,6 @@ describe('mTLS and PeerAuthentication between pods in network namespaces', { ski
 
   test(
     'DISABLE: the meshed client talks plaintext to the server (auto mTLS, as Istio infers from namespace-level PeerAuthentication)',
-    {
-      todo:
-        'waiting for the control plane to tell clients a meshed destination is DISABLE: the client proxy still originates mTLS, ' +
-        'the server proxy hands the ClientHello to the app, the client proxy logs "outbound mTLS refused: ERR_SSL_WRONG_VERSION_NUMBER" and the client app gets ECONNRESET',
-    },
     () =>
       mesh.explain(async () => {
         await mesh.applyPolicy('PeerAuthentication', server.namespace, 'disable', { mtls: { mode: 'DISABLE' } });

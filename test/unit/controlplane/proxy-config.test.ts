@@ -272,3 +272,26 @@ test('policy Events: one deterministic name per object, generation and messages;
   const [warning] = indexPolicies([pa(ROOT, 'scoped', { selector: { matchLabels: { app: 'x' } }, mtls: { mode: 'STRICT' } })], ROOT).problems;
   assert.equal(policyEvent(warning, { ...object, kind: 'PeerAuthentication', name: 'scoped' }, 'r').reason, 'PolicyWarning');
 });
+
+test('a destination whose PeerAuthentication is DISABLE is marked plaintext, per workload and per port', () => {
+  const server = pod('foo', 'httpbin-1', { sa: 'httpbin', labels: { app: 'httpbin', ...MESHED }, ip: '10.0.0.5' });
+  const other = pod('bar', 'sleep-1', { sa: 'sleep', labels: { app: 'sleep', ...MESHED }, ip: '10.0.0.6' });
+  const disabled = snapshot({ pods: [server, other], policies: [pa('foo', 'off', { mtls: { mode: 'DISABLE' } })] });
+  assert.deepEqual(disabled.meshedDestinations['10.0.0.5'].mtls, { disabled: true });
+  assert.equal(disabled.meshedDestinations['10.0.0.6'].mtls, undefined, 'other namespaces keep mTLS');
+
+  const portOpen = snapshot({
+    pods: [server],
+    policies: [pa('foo', 'metrics', { selector: { matchLabels: { app: 'httpbin' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { '9090': { mode: 'DISABLE' } } })],
+  });
+  assert.deepEqual(portOpen.meshedDestinations['10.0.0.5'].mtls, { disabled: false, exceptPorts: [9090] });
+
+  const meshWide = snapshot({ pods: [server], policies: [pa(ROOT, 'default', { mtls: { mode: 'DISABLE' } }), pa('foo', 'strict', { mtls: { mode: 'STRICT' } })] });
+  assert.equal(meshWide.meshedDestinations['10.0.0.5'].mtls, undefined, 'a namespace STRICT overrides a mesh-wide DISABLE');
+
+  // The client's compiled view: plaintext to the disabled port only.
+  const client = buildProxyConfig(portOpen, { namespace: 'bar', name: 'sleep-1', serviceAccount: 'sleep', labels: { app: 'sleep', ...MESHED } });
+  const outbound = compileProxyConfig(client).outbound;
+  assert.equal(outbound.destinationFor('10.0.0.5', 9090).meshed, false);
+  assert.equal(outbound.destinationFor('10.0.0.5', 8000).meshed, true);
+});
