@@ -5,6 +5,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { normalizePath } from '../policy/path.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
@@ -63,59 +64,16 @@ export function decide(config: InboundConfig, request: AuthzRequest, logger: Log
 
 // ---------------------------------------------------------------- paths
 
-const UNRESERVED = /[A-Za-z0-9\-._~]/;
-
 /**
  * The path policies see and the app receives, as Envoy's normalize_path (Istio's default BASE):
- * RFC 3986 dot-segment removal and percent-decoding of unreserved characters, so `/a/../admin` or
- * `/%61dmin` cannot slip past a rule on `/admin`. The query string is split off (policies match
- * paths without it) and handed back for forwarding.
+ * the policy core's own normalizePath, so what is enforced is exactly what is forwarded and
+ * `/a/../admin` or `/%61dmin` cannot slip past a rule on `/admin`. The query string is split off
+ * (policies match paths without it) and handed back for forwarding.
  */
 export function normalizeTarget(target: string): { path: string; query: string } {
-  let path = target;
-  let query = '';
-  const q = path.indexOf('?');
-  if (q >= 0) {
-    query = path.slice(q);
-    path = path.slice(0, q);
-  }
-  const hash = path.indexOf('#');
-  if (hash >= 0) path = path.slice(0, hash);
-  if (path.charCodeAt(0) !== 0x2f) {
-    // absolute-form (http://host/p) → its path; '*' and authority-form stay as they are.
-    const scheme = path.indexOf('://');
-    if (scheme > 0) {
-      const slash = path.indexOf('/', scheme + 3);
-      path = slash < 0 ? '/' : path.slice(slash);
-    } else return { path, query };
-  }
-  // Fast path: nothing to decode, no dot segments.
-  if (!path.includes('%') && !path.includes('/.')) return { path, query };
-  if (path.includes('%')) {
-    path = path.replace(/%([0-9a-fA-F]{2})/g, (match: string, hex: string) => {
-      const ch = String.fromCharCode(parseInt(hex, 16));
-      return UNRESERVED.test(ch) ? ch : match.toUpperCase();
-    });
-  }
-  return { path: removeDotSegments(path), query };
-}
-
-function removeDotSegments(path: string): string {
-  if (!path.includes('/.')) return path;
-  const out: string[] = [];
-  const segments = path.split('/');
-  // segments[0] is '' (the path starts with '/').
-  for (let i = 1; i < segments.length; i++) {
-    const s = segments[i];
-    const last = i === segments.length - 1;
-    if (s === '.') {
-      if (last) out.push('');
-    } else if (s === '..') {
-      out.pop();
-      if (last) out.push('');
-    } else out.push(s);
-  }
-  return '/' + out.join('/');
+  const q = target.indexOf('?');
+  if (q < 0) return { path: normalizePath(target), query: '' };
+  return { path: normalizePath(target.slice(0, q)), query: target.slice(q) };
 }
 
 // ---------------------------------------------------------------- headers
