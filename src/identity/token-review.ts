@@ -33,6 +33,8 @@ export interface TokenAuthenticatorOptions {
 }
 
 const MAX_TOKEN_BYTES = 16 * 1024;
+/** Short: a token refused because its pod was not cached yet by the API server must not stay refused for long. */
+const NEGATIVE_CACHE_MS = 2000;
 const SA_PREFIX = 'system:serviceaccount:';
 
 /** Pure: the caller a successful TokenReview status describes, or why it does not describe one. */
@@ -63,6 +65,8 @@ export class TokenAuthenticator {
   private readonly authn: AuthenticationV1Api;
   private readonly core: CoreV1Api;
   private readonly cache = new Map<string, { caller: Caller; expires: number }>();
+  /** Refused tokens, briefly: a client retrying a bad token in a loop costs one TokenReview per window, not one per request. */
+  private readonly refused = new Map<string, { error: AuthenticationError; expires: number }>();
   private readonly inflight = new Map<string, Promise<Caller>>();
   private readonly opts: Required<Omit<TokenAuthenticatorOptions, 'registry'>>;
   private readonly metrics?: { duration: Histogram<'result'>; cache: Counter<'result'> };
@@ -103,6 +107,11 @@ export class TokenAuthenticator {
       this.metrics?.cache.inc({ result: 'hit' });
       return hit.caller;
     }
+    const no = this.refused.get(key);
+    if (no && no.expires > now) {
+      this.metrics?.cache.inc({ result: 'refused_hit' });
+      throw no.error;
+    }
     this.metrics?.cache.inc({ result: 'miss' });
     // Concurrent requests with one token (a restarting Deployment) share one review.
     let pending = this.inflight.get(key);
@@ -110,7 +119,16 @@ export class TokenAuthenticator {
       pending = this.review(token).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
-    const caller = await pending;
+    let caller: Caller;
+    try {
+      caller = await pending;
+    } catch (err) {
+      if (err instanceof AuthenticationError) {
+        if (this.refused.size >= this.opts.maxCacheEntries) this.refused.clear();
+        this.refused.set(key, { error: err, expires: now + NEGATIVE_CACHE_MS });
+      }
+      throw err;
+    }
     if (this.cache.size >= this.opts.maxCacheEntries) this.evictExpired(now);
     if (this.cache.size < this.opts.maxCacheEntries) this.cache.set(key, { caller, expires: now + this.opts.cacheTtlMs });
     return caller;

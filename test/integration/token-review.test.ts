@@ -101,3 +101,12 @@ test('repeat authentications within the cache window are served from the cache',
   const metrics = await registry.getSingleMetricAsString('cinch_ca_token_review_cache_total');
   assert.match(metrics, /result="hit"\} [1-9]/);
 });
+
+test('a refused token retried in a loop costs one TokenReview per short window', async () => {
+  const good = await requestToken(kc, ns.name, 'web', 'cinch-ca');
+  const [h, p] = good.split('.');
+  const forged = `${h}.${p}.${Buffer.from('y'.repeat(256)).toString('base64url')}`;
+  for (let i = 0; i < 5; i++) await assert.rejects(auth.authenticate(forged), (err: unknown) => err instanceof AuthenticationError && err.status === 401);
+  const metrics = await registry.getSingleMetricAsString('cinch_ca_token_review_cache_total');
+  assert.match(metrics, /result="refused_hit"\} [4-9]/);
+});
