@@ -34,6 +34,17 @@ export async function loadOrCreateCaSecret(kc: KubeConfig, namespace: string, tr
     } catch (err) {
       if (code(err) !== 404) throw err;
     }
+    // A mesh that already distributed a bundle lost its CA Secret: a fresh root would silently break
+    // every workload's trust. Refuse, and say how to recover.
+    // (The bundle is distributed to the control plane's own namespace too, so looking there suffices.)
+    const distributed = await core.listNamespacedConfigMap({ namespace, labelSelector: 'cinch.dev/trust-bundle=true', limit: 1 });
+    if (distributed.items.length > 0) {
+      throw new Error(
+        `Secret ${namespace}/${CA_SECRET} is missing, but this mesh already has a trust bundle (${namespace}/${distributed.items[0].metadata?.name}): the CA was deleted. ` +
+          `Restore the Secret from a backup (or plug in an intermediate of the same root); to start a new mesh on purpose, ` +
+          `delete the ConfigMaps labelled cinch.dev/trust-bundle=true first.`,
+      );
+    }
     const created = await createRootCa({ trustDomain });
     try {
       const secret = await core.createNamespacedSecret({

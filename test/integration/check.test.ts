@@ -35,3 +35,17 @@ test('once the CA exists its validity is reported', async () => {
   const bundle = results.find((r) => r.name === 'trust bundle' && r.status === 'fail');
   assert.match(bundle!.detail, new RegExp(`missing in: .*${ns}`));
 });
+
+test('a deleted CA Secret is not silently replaced once the mesh has distributed its bundle', async () => {
+  const other = uniqueName('cinch-lost');
+  await core.createNamespace({ body: { metadata: { name: other } } });
+  try {
+    await core.createNamespacedConfigMap({
+      namespace: other,
+      body: { metadata: { name: 'cinch-ca-root-cert', labels: { 'cinch.dev/trust-bundle': 'true', 'app.kubernetes.io/managed-by': 'cinch' } }, data: { 'root-cert.pem': 'x' } },
+    });
+    await assert.rejects(loadOrCreateCaSecret(kc, other, 'cluster.local', createLogger({ stream: new PassThrough() })), /is missing, but this mesh already has a trust bundle .*Restore the Secret/);
+  } finally {
+    await core.deleteNamespace({ name: other }).catch(() => undefined);
+  }
+});
