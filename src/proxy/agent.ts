@@ -6,9 +6,9 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import https from 'node:https';
 import tls from 'node:tls';
-import { webcrypto } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { x509 } from '../ca/x509.ts';
+import { buildSpiffeCsr } from '../ca/csr-build.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { renewalDelayMs, retryDelayMs } from './rotation.ts';
 
@@ -57,16 +57,9 @@ export function meshSecureContext(keyPem: string, certChainPem: string, trustBun
   return tls.createSecureContext({ key: keyPem, cert: certChainPem, ca: [...trustBundle], minVersion: 'TLSv1.2' });
 }
 
-async function newKeyAndCsr(spiffeId: string): Promise<{ keyPem: string; csrPem: string }> {
-  const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    keys,
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], true)],
-  });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END PRIVATE KEY-----\n`;
-  return { keyPem, csrPem: csr.toString('pem') };
+function newKeyAndCsr(spiffeId: string): { keyPem: string; csrPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return { keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), csrPem: buildSpiffeCsr(privateKey, publicKey, spiffeId) };
 }
 
 export class IdentityAgent extends EventEmitter<{ rotated: [WorkloadCertificate] }> {
@@ -150,11 +143,11 @@ export class IdentityAgent extends EventEmitter<{ rotated: [WorkloadCertificate]
   private async requestCertificate(): Promise<WorkloadCertificate> {
     // Re-read both files every time: the kubelet rotates the token, the bundle changes with root rotation.
     const [token, bundleFile] = await Promise.all([fs.readFile(this.opts.tokenFile, 'utf8'), fs.readFile(this.opts.caRootFile, 'utf8')]);
-    const { keyPem, csrPem } = await newKeyAndCsr(this.opts.spiffeId);
+    const { keyPem, csrPem } = newKeyAndCsr(this.opts.spiffeId);
     const body = JSON.stringify({ csr: csrPem, ...(this.opts.ttlSeconds ? { ttlSeconds: this.opts.ttlSeconds } : {}) });
     const res = await this.post(token.trim(), bundleFile, body);
     if (!Array.isArray(res.certChain) || res.certChain.length < 2) throw new Error('CA answered without a certificate chain');
-    const leaf = new x509.X509Certificate(res.certChain[0]);
+    const leaf = new X509Certificate(res.certChain[0]);
     const chainForPeers = res.certChain.slice(0, -1).join('');
     const trustBundle = res.trustBundle?.length ? res.trustBundle : [res.certChain[res.certChain.length - 1]];
     return {
@@ -162,8 +155,8 @@ export class IdentityAgent extends EventEmitter<{ rotated: [WorkloadCertificate]
       keyPem,
       certChainPem: chainForPeers,
       trustBundle,
-      notBefore: leaf.notBefore,
-      notAfter: leaf.notAfter,
+      notBefore: new Date(leaf.validFrom),
+      notAfter: new Date(leaf.validTo),
       secureContext: meshSecureContext(keyPem, chainForPeers, trustBundle),
     };
   }
