@@ -17,6 +17,7 @@ export function registerControlPlane(program: Command): void {
     .option('--serving-san <name>', 'extra DNS name or IP on the control plane\'s serving certificates (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--default-cert-ttl <seconds>', 'workload certificate lifetime when the caller does not ask for one', parsePositiveInt, 3600)
     .option('--max-cert-ttl <seconds>', 'longest workload certificate lifetime the CA grants', parsePositiveInt, 86400)
+    .option('--shutdown-delay-seconds <n>', 'after SIGTERM, stay unready but serving this long before closing listeners (set in the Deployment)', (v: string) => Number(v), 0)
     .option('--webhook-url <url>', 'for a control plane outside the cluster: the URL the API server calls the webhook at (written into the webhook configuration)')
     .action(async (opts: ControlPlaneOptions) => {
       const { runControlPlane } = await import('../controlplane/run.ts');

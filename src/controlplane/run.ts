@@ -4,6 +4,7 @@
 import { once } from 'node:events';
 import os from 'node:os';
 import { VersionApi } from '@kubernetes/client-node';
+import { Gauge } from 'prom-client';
 import { FastLeafSigner } from '../ca/fast-signer.ts';
 import { caRouter } from '../ca/http.ts';
 import { createCaMetrics } from '../ca/metrics.ts';
@@ -42,6 +43,8 @@ export interface ControlPlaneOptions {
   servingSan: string[];
   defaultCertTtl: number;
   maxCertTtl: number;
+  /** After SIGTERM: unready at once, keep serving this long so Endpoints drop the pod before listeners close. */
+  shutdownDelaySeconds?: number;
 }
 
 export const LEADER_LEASE = 'cinch-controllers';
@@ -134,12 +137,16 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   const caBundle = new WebhookCaBundleController(kc, { url: opts.webhookUrl, logger: log.child({ component: 'webhook-ca-bundle' }) });
   const trustBundle = new TrustBundleController(kc, { logger: log.child({ component: 'trust-bundle' }), registry });
   const csrSigner = new CsrSigner(kc, { trustDomain: opts.trustDomain, ttl, logger: log.child({ component: 'csr-signer' }), registry });
+  const leading = new Gauge({ name: 'cinch_leader', help: '1 on the replica that runs the leader-elected controllers.', registers: [registry] });
+  leading.set(0);
   const elector = new LeaderElector(kc, {
     namespace: opts.namespace,
     name: LEADER_LEASE,
     identity,
     logger: log.child({ component: 'leader-election' }),
     onStartedLeading: (signal) => {
+      leading.set(1);
+      signal.addEventListener('abort', () => leading.set(0));
       void caBundle.start(ca.material.trustBundle);
       void trustBundle.start(ca.material.trustBundle);
       void csrSigner.start(ca.material);
@@ -176,6 +183,12 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   await once(stop.signal, 'abort');
   log.info('shutting down: draining in-flight requests', { signal: String(stop.signal.reason) });
   notReady.add('shutting down');
+  if (opts.shutdownDelaySeconds) {
+    // Admission calls keep arriving until kube-proxy has dropped this pod; with failurePolicy Fail a
+    // refused connection would reject a pod, so keep serving (unready) for a moment first.
+    log.info('unready; serving until endpoints drop this replica', { seconds: opts.shutdownDelaySeconds });
+    await new Promise((r) => setTimeout(r, opts.shutdownDelaySeconds! * 1000));
+  }
   clearInterval(renewTimer);
   await elector.stop();
   configClosing.abort();
