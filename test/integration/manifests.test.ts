@@ -189,7 +189,7 @@ function installTests(dir: string, expectations: (objects: K8sObject[]) => void)
 installTests('webhook-config', (objects) => {
   const { deployment, args } = controlPlane(objects);
   assert.equal(deployment.spec.replicas, 2);
-  assert.deepEqual(args, ['control-plane']);
+  assert.deepEqual(args, ['control-plane', '--shutdown-delay-seconds=5']);
   for (const w of find(objects, 'MutatingWebhookConfiguration')!.webhooks) assert.equal(w.failurePolicy, 'Fail', w.name);
   assert.equal(find(objects, 'PodDisruptionBudget')?.spec.minAvailable, 1);
 });
