@@ -2,7 +2,7 @@
 # Both install what they need first: Debian packages (apt) and the npm dependencies, Node 24 included.
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
-APT_PACKAGES := etcd-server openssl iptables iproute2 util-linux curl jq socat tcpdump
+APT_PACKAGES := etcd-server openssl iptables iproute2 util-linux curl jq tcpdump
 CLUSTER_DIR := $(CURDIR)/.cluster
 
 .PHONY: help deps run test unit integration e2e typecheck lint cluster cluster-down image bench clean
