@@ -57,8 +57,9 @@ cluster: deps
 cluster-down:
 	@if [ -x node_modules/.bin/node ]; then node test/cluster/cli.ts down; fi
 
+# The demo (on the local cluster) then the control plane until Ctrl-C; DEMO=0 (or CINCH_DEMO=0): the control plane only.
 run: deps
-	@node scripts/run.ts
+	@CINCH_DEMO="$(or $(DEMO),$(CINCH_DEMO))" node scripts/run.ts
 
 bench: deps
 	@for b in bench/*.ts; do echo "== $$b"; node $$b || exit 1; done

@@ -406,6 +406,12 @@ export interface MeshOptions {
   logLevel?: string;
   /** Check at start that the control plane serves GET /v1/trust-bundle on its CA port (default true). */
   requireCaServer?: boolean;
+  /** Kubernetes namespace of the control plane (created, deleted at cleanup); default `cinch-mesh-<random>`. */
+  namespace?: string;
+  /** Control-plane ports to use instead of free ones (e.g. to know the webhook port for --webhook-url). */
+  ports?: Partial<{ monitoring: number; webhook: number; ca: number }>;
+  /** Create the LAN and the relay (needs network namespaces); false: the control plane only (default true). */
+  lan?: boolean;
 }
 
 export interface PodOptions {
@@ -500,7 +506,7 @@ export class Mesh {
     this.kc = new KubeConfig();
     this.kc.loadFromDefault();
     this.trustDomain = opts.trustDomain ?? 'cluster.local';
-    this.cpNamespace = `cinch-mesh-${this.suffix}`;
+    this.cpNamespace = opts.namespace ?? `cinch-mesh-${this.suffix}`;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `cinch-mesh-${opts.name}-`));
     // Readable by the proxies (uid 1337): tokens and the trust bundle are written here.
     fs.chmodSync(this.dir, 0o755);
@@ -522,9 +528,10 @@ export class Mesh {
     return this.kc.makeApiClient(CoreV1Api);
   }
 
-  private async ensureNamespace(name: string): Promise<void> {
+  /** Creates a Kubernetes namespace (with extra labels), deleted at cleanup; nothing if this mesh made it already. */
+  async ensureNamespace(name: string, labels: Record<string, string> = {}): Promise<void> {
     if (this.k8sNamespaces.has(name)) return;
-    await this.core.createNamespace({ body: { metadata: { name, labels: { 'cinch.dev/test': 'mesh' } } } });
+    await this.core.createNamespace({ body: { metadata: { name, labels: { 'cinch.dev/test': 'mesh', ...labels } } } });
     this.k8sNamespaces.add(name);
   }
 
@@ -533,7 +540,8 @@ export class Mesh {
     await installCrds(this.kc);
     await this.ensureNamespace(this.cpNamespace);
 
-    this.ports = { monitoring: await freePort(), webhook: await freePort(), ca: await freePort() };
+    const fixed = this.opts.ports ?? {};
+    this.ports = { monitoring: fixed.monitoring ?? (await freePort()), webhook: fixed.webhook ?? (await freePort()), ca: fixed.ca ?? (await freePort()) };
     const args = [
       path.join(REPO_ROOT, 'bin/cinch.js'),
       'control-plane',
@@ -576,6 +584,7 @@ export class Mesh {
       await sleep(200);
     }
 
+    if (this.opts.lan === false) return;
     step('creating the LAN and the relay to the control plane');
     this.cp = await this.lab.namespace('cp');
     const sock = path.join(this.dir, 'ca.sock');
