@@ -41,6 +41,8 @@ import { createInterface } from 'node:readline';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { CLIENT_ID, HOST, SERVER_ID, TRUST_DOMAIN } from './proxy-sidecar.ts';
+import { freePort, waitForPort } from '../test/support/ports.ts';
+import { cpuSeconds } from './proc.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SELF = path.join(ROOT, 'bench/proxy.ts');
@@ -405,46 +407,9 @@ async function runNodeRole<T>(cpu: number | undefined, role: string, roleArgs: s
   return JSON.parse(line) as T;
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not listen on ${port}`);
-}
-
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
 /** CPU time (user + system, all threads) and run-queue wait (all threads), in µs. */
 function cpuOf(pid: number): { cpuMicros: number; waitMicros: number } {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuMicros = ((Number(fields[11]) + Number(fields[12])) / CLK_TCK) * 1e6;
+  const cpuMicros = cpuSeconds(pid) * 1e6;
   let waitMicros = 0;
   for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
     try {

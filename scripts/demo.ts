@@ -20,6 +20,7 @@ import { parse as parseYaml } from 'yaml';
 import { buildSpiffeCsr } from '../src/ca/csr-build.ts';
 import { APP_PORT, Mesh, captureUnsupportedReason, meshSkipReason, sumOf, summariseWire } from '../test/e2e/mesh.ts';
 import type { HttpResult, MeshPod } from '../test/e2e/mesh.ts';
+import { freePort } from '../test/support/ports.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const WEBHOOK_NAME = 'cinch-sidecar-injector';
@@ -250,7 +251,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const namespace = await freeNamespaceName(core, 'cinch-system', opts.uniqueNames);
     const standardFree = opts.keepRunning && (await Promise.all(Object.values(STANDARD_PORTS).map(portFree))).every(Boolean);
     const ports = standardFree ? STANDARD_PORTS : undefined;
-    const webhookPort = ports?.webhook ?? (await freePortNumber());
+    const webhookPort = ports?.webhook ?? (await freePort());
     detail(`installing the security.istio.io CRDs (AuthorizationPolicy, PeerAuthentication) and starting \`cinch control-plane\` in namespace ${namespace}`);
     mesh = await Mesh.start({
       name: 'demo',
@@ -452,17 +453,6 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     forward();
     if (result && !stopRequested) throw new Error(`the control plane exited (${result.code ?? result.signal})`);
   }
-}
-
-async function freePortNumber(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 // `node scripts/demo.ts [--keep] [--unique-names]`: once, non-interactively (the e2e test runs it this way).

@@ -7,10 +7,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../support/ports.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const CACHE_DIR = process.env.CINCH_CACHE ?? path.join(os.homedir(), '.cache', 'cinch');
@@ -58,17 +58,6 @@ export function ensureBinaries(progress: Progress = defaultProgress): { etcd: st
   // The script prints the binary's path on stdout and its progress on stderr (inherited).
   const apiserver = execFileSync('bash', [path.join(HERE, 'build-apiserver.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
   return { etcd: run('sh', ['-c', 'command -v etcd']).trim(), apiserver };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function makeCertificates(dir: string): void {

@@ -18,7 +18,6 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
@@ -26,6 +25,7 @@ import type { V1CustomResourceDefinition, V1Pod } from '@kubernetes/client-node'
 import { parse as parseYaml } from 'yaml';
 import { NODE, NetnsLab, REPO_ROOT, hasCommand, netnsUnsupportedReason } from './netns.ts';
 import type { Netns, RunResult, Spawned } from './netns.ts';
+import { freePort } from '../support/ports.ts';
 
 export const PROXY_UID = 1337;
 /** The uid apps and test clients run as: any uid but the proxy's, so their traffic is captured. */
@@ -205,7 +205,6 @@ console.log(JSON.stringify({ summary: stats }));
 
 // A byte relay: listen (TCP host:port or a Unix socket path) and connect each client to the target.
 const RELAY = `
-import net from 'node:net';
 import fs from 'node:fs';
 const { listen, target } = JSON.parse(process.argv[1]);
 const server = net.createServer((client) => {
@@ -428,17 +427,6 @@ export interface PodOptions {
   proxyEnv?: Record<string, string>;
   /** For a meshed pod: start the proxy now (default true); false leaves it to pod.startProxy(). */
   startProxy?: boolean;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function hostGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string } | { error: string }> {
