@@ -275,27 +275,37 @@ export function rawOf(buf: Uint8Array, node: DerNode): Buffer {
 
 export function decodeOid(content: Uint8Array): string {
   if (content.length === 0) throw new DerError('empty OBJECT IDENTIFIER');
-  const subidentifiers: bigint[] = [];
-  let current = 0n;
+  // Numbers while an arc fits in 2^53 (every arc in practice); BigInt only past that (UUID arcs).
+  const subidentifiers: Array<number | bigint> = [];
+  let current = 0;
+  let big: bigint | undefined;
   let started = false;
   let width = 0;
-  for (const byte of content) {
+  for (let i = 0; i < content.length; i++) {
+    const byte = content[i];
     if (!started && byte === 0x80) throw new DerError('non-minimal OBJECT IDENTIFIER encoding');
     started = true;
     // Real arcs fit in 20 bytes (128-bit UUID arcs); longer ones only serve to make parsing slow.
     if (++width > 20) throw new DerError('OBJECT IDENTIFIER arc is too long');
-    current = (current << 7n) | BigInt(byte & 0x7f);
+    if (big !== undefined) big = (big << 7n) | BigInt(byte & 0x7f);
+    else if (current >= 2 ** 46) big = (BigInt(current) << 7n) | BigInt(byte & 0x7f);
+    else current = current * 128 + (byte & 0x7f);
     if ((byte & 0x80) === 0) {
-      subidentifiers.push(current);
-      current = 0n;
+      subidentifiers.push(big ?? current);
+      current = 0;
+      big = undefined;
       started = false;
       width = 0;
     }
   }
   if (started) throw new DerError('truncated OBJECT IDENTIFIER');
   const first = subidentifiers[0];
-  const head = first < 80n ? [first / 40n, first % 40n] : [2n, first - 80n];
-  return [...head, ...subidentifiers.slice(1)].join('.');
+  let head: string;
+  if (typeof first === 'bigint') head = `2.${first - 80n}`;
+  else head = first < 80 ? `${Math.floor(first / 40)}.${first % 40}` : `2.${first - 80}`;
+  let out = head;
+  for (let i = 1; i < subidentifiers.length; i++) out += `.${subidentifiers[i]}`;
+  return out;
 }
 
 /** A DER BOOLEAN content octet: 0x00 or 0xFF only. */

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CaError } from '../../../src/ca/errors.ts';
 import type { CaErrorCode } from '../../../src/ca/errors.ts';
-import { MAX_CSR_PEM_BYTES, checkCsr, parseCsr } from '../../../src/ca/csr.ts';
+import { ECDH, sign } from 'node:crypto';
+import { MAX_CSR_PEM_BYTES, checkCsr, knownEcSpki, parseCsr } from '../../../src/ca/csr.ts';
+import { bitString, integer, oid, sequence } from '../../../src/ca/der.ts';
+import { OID } from '../../../src/ca/profile.ts';
 import { encodePem, decodePem } from '../../../src/ca/pem.ts';
 import { x509 } from '../../../src/ca/x509.ts';
 import { generateTestKey, makeCsr, opensslCsr } from './support.ts';
@@ -125,4 +128,49 @@ test('refuses, with 403 identity_mismatch, a CSR that names anyone but the calle
     refused(() => checkCsr(pem, ID), 'identity_mismatch', message);
     refused(() => checkCsr(pem, ID), 'identity_mismatch', /the caller is spiffe:\/\/cluster.local\/ns\/foo\/sa\/httpbin/);
   }
+});
+
+test('knownEcSpki recognises exactly the uncompressed P-256 and P-384 layouts', () => {
+  for (let i = 0; i < 20; i++) {
+    assert.deepEqual(knownEcSpki(generateTestKey('ec-p256').publicKey.export({ format: 'der', type: 'spki' })), { keyType: 'ec-p256', bits: 256 });
+    assert.deepEqual(knownEcSpki(generateTestKey('ec-p384').publicKey.export({ format: 'der', type: 'spki' })), { keyType: 'ec-p384', bits: 384 });
+  }
+  const p256 = generateTestKey('ec-p256').publicKey.export({ format: 'der', type: 'spki' });
+  assert.equal(knownEcSpki(generateTestKey('rsa-2048').publicKey.export({ format: 'der', type: 'spki' })), undefined);
+  assert.equal(knownEcSpki(p256.subarray(0, p256.length - 1)), undefined, 'truncated');
+  assert.equal(knownEcSpki(Buffer.concat([p256, Buffer.from([0])])), undefined, 'trailing byte');
+  const hybrid = Buffer.from(p256);
+  hybrid[26] = 0x06; // not an uncompressed point
+  assert.equal(knownEcSpki(hybrid), undefined);
+  const otherCurve = Buffer.from(p256);
+  otherCurve[24] ^= 0x01; // last byte of the curve OID
+  assert.equal(knownEcSpki(otherCurve), undefined);
+  assert.equal(knownEcSpki(Buffer.alloc(0)), undefined);
+});
+
+/** A CSR (empty subject, no attributes) over any SubjectPublicKeyInfo, signed ECDSA-SHA256 by `key`. */
+function csrWithSpki(spki: Buffer, key: ReturnType<typeof generateTestKey>): string {
+  const info = sequence(integer(0), sequence(), spki);
+  const signature = sign('sha256', info, key.privateKey);
+  return encodePem('CERTIFICATE REQUEST', sequence(info, sequence(oid(OID.ecdsaWithSha256)), bitString(signature)));
+}
+
+test('a P-256 key with a compressed point takes the general path and is still accepted', () => {
+  const key = generateTestKey('ec-p256');
+  const spki = key.publicKey.export({ format: 'der', type: 'spki' });
+  const compressedPoint = ECDH.convertKey(spki.subarray(26), 'prime256v1', undefined, undefined, 'compressed') as Buffer;
+  const compressed = Buffer.concat([Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'), compressedPoint]);
+  assert.equal(knownEcSpki(compressed), undefined);
+  const csr = checkCsr(csrWithSpki(compressed, key), ID);
+  assert.equal(csr.keyType, 'ec-p256');
+  assert.equal(csr.keyBits, 256);
+  assert.ok(csr.spki.equals(compressed));
+});
+
+test('a point off the curve in the usual P-256 layout is refused as unparsable, not guessed at', () => {
+  const key = generateTestKey('ec-p256');
+  const spki = Buffer.from(key.publicKey.export({ format: 'der', type: 'spki' }));
+  spki[spki.length - 1] ^= 0x01; // y no longer matches x
+  assert.deepEqual(knownEcSpki(spki), { keyType: 'ec-p256', bits: 256 });
+  refused(() => parseCsr(csrWithSpki(spki, key)), 'bad_csr', /CSR public key cannot be parsed/);
 });
