@@ -3,8 +3,10 @@
 # (the containers the injector adds, with args ['proxy'] and ['init', …]).
 #
 # Node 24 runs the TypeScript in src/ directly (type stripping; Node refuses to strip files under
-# node_modules, and only /app/src is TypeScript), so there is no compile step: the build stage only
-# installs the production dependencies. Build where a container engine runs: docker build -t cinch .
+# node_modules, and only /app/src is TypeScript), so the CLI needs no compile step. The sidecar is the
+# exception: `cinch proxy` runs from dist/proxy.js, one bundled JavaScript file (bin/build-dist.ts, made in
+# the build stage), which keeps its memory down; bin/cinch.js falls back to the sources if it were stale.
+# Build where a container engine runs: docker build -t cinch .
 # For reproducible builds, pin the base by digest as well: node:24-slim@sha256:…
 
 # --- dependencies: production only (no typescript, eslint, or the `node` devDependency) ---
@@ -15,6 +17,15 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # Install scripts stay on: koffi's checks that its prebuilt binary loads.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+# --- the sidecar bundle: needs the dev dependencies (esbuild), which stay in this stage ---
+FROM node:24-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY bin/ ./bin/
+COPY src/ ./src/
+RUN node bin/build-dist.ts
 
 # --- runtime ---
 FROM node:24-slim
@@ -36,6 +47,8 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin/ ./bin/
 COPY src/ ./src/
+# After the sources, so the bundle is newer than every file it was made from.
+COPY --from=build /app/dist ./dist/
 
 USER 10001:10001
 # 15017 webhook, 15012 CA and config, 15014 metrics and health (control plane);

@@ -29,7 +29,12 @@ node_modules/.package-lock.json: package-lock.json package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-deps: .deps-apt node_modules/.package-lock.json
+# `cinch proxy` runs from one bundled JavaScript file (less memory than the TypeScript sources); bin/cinch.js
+# uses it only while it is newer than its sources, so a stale one is never run, and this rebuilds it.
+dist/proxy.js: node_modules/.package-lock.json bin/build-dist.ts $(shell find src -name '*.ts')
+	node bin/build-dist.ts
+
+deps: .deps-apt node_modules/.package-lock.json dist/proxy.js
 
 typecheck: deps
 	tsc --noEmit -p tsconfig.json
@@ -69,4 +74,4 @@ image:
 	docker build -t cinch .
 
 clean: cluster-down
-	rm -rf $(CLUSTER_DIR)
+	rm -rf $(CLUSTER_DIR) dist

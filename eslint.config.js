@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'certs/**', '.cluster/**', 'bench/results/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'certs/**', '.cluster/**', 'bench/results/**'] },
   js.configs.recommended,
   { languageOptions: { globals: globals.node } },
   ...tseslint.configs.recommendedTypeChecked,

@@ -43,6 +43,7 @@ import { parseArgs } from 'node:util';
 import { CLIENT_ID, HOST, SERVER_ID, TRUST_DOMAIN } from './proxy-sidecar.ts';
 import { freePort, waitForPort } from '../test/support/ports.ts';
 import { cpuSeconds } from './proc.ts';
+import { bundle, PROXY_DIST, PROXY_ENTRY } from '../bin/build-dist.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SELF = path.join(ROOT, 'bench/proxy.ts');
@@ -68,6 +69,10 @@ const { values: args } = parseArgs({
     pin: { type: 'string', default: 'auto' },
     /** Write V8 CPU profiles of both Cinch proxies into this folder and print where their time goes. */
     profile: { type: 'string' },
+    /** Run the Cinch proxies from their TypeScript sources instead of bundled JavaScript as shipped (for comparison). */
+    'from-source': { type: 'boolean', default: false },
+    /** Extra Node flags for the Cinch proxies (experiments), space-separated. */
+    'proxy-node-flags': { type: 'string', default: '' },
     // Child roles.
     dir: { type: 'string' },
     port: { type: 'string' },
@@ -371,7 +376,7 @@ async function nodeBaselines(logFile: string): Promise<{ jsKiB: number; tsKiB: n
  * listeners, the whole CLI), in a private network namespace where it can bind its fixed ports and
  * reach nothing: it keeps retrying the CA, so this is before any certificate. Needs root and unshare.
  */
-async function realProxyIdle(logFile: string): Promise<{ rssKiB: number; hwmKiB: number } | string> {
+async function realProxyIdle(logFile: string, fromSource: boolean): Promise<{ rssKiB: number; hwmKiB: number } | string> {
   if (process.getuid?.() !== 0 || !have('unshare')) return 'not measured (needs root and unshare for a private network namespace)';
   const env = {
     ...process.env,
@@ -381,6 +386,7 @@ async function realProxyIdle(logFile: string): Promise<{ rssKiB: number; hwmKiB:
     CINCH_CA_ADDRESS: '127.0.0.1:15012',
     CINCH_TOKEN_FILE: '/nonexistent/token',
     CINCH_CA_ROOT_FILE: '/nonexistent/root-cert.pem',
+    ...(fromSource ? { CINCH_FROM_SOURCE: '1' } : {}),
   };
   const log = fs.openSync(logFile, 'a');
   const child = spawn('unshare', ['--net', '--', process.execPath, path.join(ROOT, 'bin/cinch.js'), 'proxy', '--drain-seconds', '1'], { stdio: ['ignore', 'ignore', log], env });
@@ -759,9 +765,19 @@ async function main(): Promise<void> {
   if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
   const profileFlags = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name}.cpuprofile`] : []);
 
+  // The proxies run as they ship: bundled JavaScript (bin/build-dist.ts), the sidecar entry here and
+  // dist/proxy.js for the real `cinch proxy` below.
+  let sidecar = SIDECAR;
+  if (!args['from-source']) {
+    sidecar = path.join(dir, 'proxy-sidecar.js');
+    await bundle(SIDECAR, sidecar);
+    await bundle(PROXY_ENTRY, PROXY_DIST);
+  }
+  const proxyFlags = (name: string) => [...args['proxy-node-flags'].split(' ').filter(Boolean), ...profileFlags(name)];
+
   const app = await startServer(cpu.app, 'app', SELF, ['--role', 'app'], log('app'));
-  const inbound = await startServer(cpu.server, 'Cinch inbound proxy', SIDECAR, ['--side', 'server', '--dir', dir, '--port', String(app.port)], log('cinch-inbound'), profileFlags('cinch-inbound'));
-  const outbound = await startServer(cpu.client, 'Cinch outbound proxy', SIDECAR, ['--side', 'client', '--dir', dir, '--port', String(inbound.port)], log('cinch-outbound'), profileFlags('cinch-outbound'));
+  const inbound = await startServer(cpu.server, 'Cinch inbound proxy', sidecar, ['--side', 'server', '--dir', dir, '--port', String(app.port)], log('cinch-inbound'), proxyFlags('cinch-inbound'));
+  const outbound = await startServer(cpu.client, 'Cinch outbound proxy', sidecar, ['--side', 'client', '--dir', dir, '--port', String(inbound.port)], log('cinch-outbound'), proxyFlags('cinch-outbound'));
   const hapPorts = { app: app.port, server: await freePort(), client: await freePort() };
   const hapConfig = haproxyConfigs(dir, hapPorts);
   fs.writeFileSync(path.join(dir, 'haproxy-server.cfg'), hapConfig.server);
@@ -780,7 +796,8 @@ async function main(): Promise<void> {
     hapServer: readStatus(hapServer.pid!),
   };
   const baseline = await nodeBaselines(log('baseline'));
-  const realIdle = await realProxyIdle(log('cinch-proxy-command'));
+  const realIdle = await realProxyIdle(log('cinch-proxy-command'), args['from-source']);
+  const realIdleSource = args['from-source'] ? realIdle : await realProxyIdle(log('cinch-proxy-command-source'), true);
 
   const front: Record<Setup, number> = { direct: app.port, cinch: outbound.port, haproxy: hapPorts.client };
   const proxyPids: Record<Setup, number[]> = { direct: [app.child.pid!], cinch: [outbound.child.pid!, inbound.child.pid!], haproxy: [hapClient.pid!, hapServer.pid!] };
@@ -862,6 +879,8 @@ async function main(): Promise<void> {
     rssAfter,
     baseline,
     realIdle,
+    realIdleSource,
+    fromSource: args['from-source'],
     checks,
     rounds,
     seconds,
@@ -887,6 +906,10 @@ interface Report {
   rssAfter: Report['rssIdle'];
   baseline: { jsKiB: number; tsKiB: number };
   realIdle: { rssKiB: number; hwmKiB: number } | string;
+  /** The same command run from the TypeScript sources (CINCH_FROM_SOURCE=1). */
+  realIdleSource: { rssKiB: number; hwmKiB: number } | string;
+  /** The proxies ran from their TypeScript sources (--from-source) rather than bundled as shipped. */
+  fromSource: boolean;
   checks: Record<'cinch' | 'haproxy', Record<'plaintext' | 'no-client-cert' | 'client-cert', { answer: string; protocol?: string; cipher?: string; group?: string }>>;
   rounds: number;
   seconds: number;
@@ -977,7 +1000,8 @@ function report(r: Report): void {
     ['**memory (RSS, MiB)**', '', '', '', ''],
     ['client-side proxy: idle / after load / peak', '', `${n1(mib(r.rssIdle.cinchClient.rssKiB))} / ${n1(mib(r.rssAfter.cinchClient.rssKiB))} / ${n1(mib(r.rssAfter.cinchClient.hwmKiB))}`, `${n1(mib(r.rssIdle.hapClient.rssKiB))} / ${n1(mib(r.rssAfter.hapClient.rssKiB))} / ${n1(mib(r.rssAfter.hapClient.hwmKiB))}`, ''],
     ['server-side proxy: idle / after load / peak', '', `${n1(mib(r.rssIdle.cinchServer.rssKiB))} / ${n1(mib(r.rssAfter.cinchServer.rssKiB))} / ${n1(mib(r.rssAfter.cinchServer.hwmKiB))}`, `${n1(mib(r.rssIdle.hapServer.rssKiB))} / ${n1(mib(r.rssAfter.hapServer.rssKiB))} / ${n1(mib(r.rssAfter.hapServer.hwmKiB))}`, ''],
-    ['the real `cinch proxy` command, idle, before its first certificate', '', typeof r.realIdle === 'string' ? '-' : n1(mib(r.realIdle.rssKiB)), '', ''],
+    [`the real \`cinch proxy\` command, idle, before its first certificate${r.fromSource ? ' (from the TypeScript sources)' : ' (dist/proxy.js, as shipped)'}`, '', typeof r.realIdle === 'string' ? '-' : n1(mib(r.realIdle.rssKiB)), '', ''],
+    ...(r.fromSource ? [] : [['the same, run from the TypeScript sources (CINCH_FROM_SOURCE=1)', '', typeof r.realIdleSource === 'string' ? '-' : n1(mib(r.realIdleSource.rssKiB)), '', ''] as Row]),
     ['Node 24 with nothing loaded: JavaScript / TypeScript', '', `${n1(mib(r.baseline.jsKiB))} / ${n1(mib(r.baseline.tsKiB))}`, '', ''],
   ];
   const header: Row = ['', 'direct', 'Cinch', 'haproxy', 'Cinch ÷ haproxy'];
@@ -1036,8 +1060,11 @@ function report(r: Report): void {
       `latency runs from each request's scheduled time, so the generator's own timer lag is in every column alike: its timer got to requests a median ${n2(s.direct.lagP50)} / ${n2(s.cinch.lagP50)} / ${n2(s.haproxy.lagP50)} ms after they were due (direct / Cinch / haproxy), p99 up to ${n2(Math.max(s.direct.lagP99, s.cinch.lagP99, s.haproxy.lagP99))} ms, max ${n2(Math.max(s.direct.lagMax, s.cinch.lagMax, s.haproxy.lagMax))} ms. "Added" subtracts the direct column, which removes that lag.`,
     `CPU: ${r.layout}${r.pin ? ' (taskset)' : ''}; haproxy runs with nbthread 1, like Node's one event loop. Proxy CPU is user + system time of the proxy processes from /proc/<pid>/stat over each measured window, divided by the requests answered in it; "waiting for a CPU" is their threads' run-queue time (/proc/<pid>/task/*/schedstat); ` +
       '"stolen by the hypervisor" is the steal column of /proc/stat over the same windows: on a virtual machine it arrives in bursts during which nothing in the guest runs, and such bursts set tail latencies that no setup can avoid.',
-    `Memory: VmRSS / VmHWM from /proc/<pid>/status, idle (listening, no traffic yet) and after all the load. Each Cinch proxy here is one listener in its own process (bench/proxy-sidecar.ts, a small entry file: type stripping holds memory in proportion to the largest file it stripped); ` +
-      `\`cinch proxy\` runs both listeners plus the identity agent, config stream and admin server in one process and loads the whole CLI: ` +
+    `Memory: VmRSS / VmHWM from /proc/<pid>/status, idle (listening, no traffic yet) and after all the load. Each Cinch proxy here is one listener in its own process (bench/proxy-sidecar.ts, ` +
+      (r.fromSource
+        ? 'run from its TypeScript sources, --from-source: type stripping holds memory in proportion to the largest file it stripped); '
+        : 'bundled by bin/build-dist.ts into one JavaScript file, as `cinch proxy` ships in dist/proxy.js); ') +
+      `\`cinch proxy\` runs both listeners plus the identity agent, config stream and admin server in one process: ` +
       (typeof r.realIdle === 'string' ? r.realIdle : `${n1(mib(r.realIdle.rssKiB))} MiB idle, measured in a private network namespace (unshare --net) where it binds its fixed ports and reaches no CA`) +
       '.',
     `Machine: load average (1 min) ${n2(r.loadBefore)} before and ${n2(r.loadAfter)} after, ${os.availableParallelism()} CPUs; the run took ${n1(r.benchSeconds)} s after the tools were in place.`,
