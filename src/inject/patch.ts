@@ -5,6 +5,8 @@ import type { Operation } from 'fast-json-patch';
 
 /** RFC 6901: `~` → `~0` first, then `/` → `~1`. */
 export function escapePointer(token: string): string {
+  // Most tokens (container fields, plain keys) need nothing; annotation keys usually need only the `/`.
+  if (!token.includes('~')) return token.includes('/') ? token.replaceAll('/', '~1') : token;
   return token.replaceAll('~', '~0').replaceAll('/', '~1');
 }
 
@@ -33,7 +35,8 @@ export function diffMap(path: string, before: Readonly<Record<string, string>> |
   for (const key of Object.keys(before)) {
     if (!Object.hasOwn(after, key)) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
   }
-  for (const [key, value] of Object.entries(after)) {
+  for (const key of Object.keys(after)) {
+    const value = after[key];
     if (!Object.hasOwn(before, key)) ops.push({ op: 'add', path: `${path}/${escapePointer(key)}`, value });
     else if (before[key] !== value) ops.push({ op: 'replace', path: `${path}/${escapePointer(key)}`, value });
   }
@@ -47,7 +50,8 @@ export function diffObject(path: string, before: object, after: object, ops: Ope
   for (const key of Object.keys(b)) {
     if (b[key] !== undefined && (!Object.hasOwn(a, key) || a[key] === undefined)) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
   }
-  for (const [key, value] of Object.entries(a)) {
+  for (const key of Object.keys(a)) {
+    const value = a[key];
     if (value === undefined) continue;
     if (!Object.hasOwn(b, key) || b[key] === undefined) ops.push({ op: 'add', path: `${path}/${escapePointer(key)}`, value });
     else if (!jsonEqual(b[key], value)) ops.push({ op: 'replace', path: `${path}/${escapePointer(key)}`, value });
