@@ -11,6 +11,7 @@ import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
 import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';
 import { spliceSockets } from './detect.ts';
+import { Http1FastPath } from './http1.ts';
 
 export const DENIED_BODY = 'RBAC: access denied';
 
@@ -145,6 +146,8 @@ export interface InboundHttpOptions {
   upstreamIdleTimeoutMs?: number;
   /** A request's headers must arrive within this (slow-header clients); default 60 s. */
   headersTimeoutMs?: number;
+  /** HTTP/1.1 through node:http only, without the byte-splicing fast path (src/proxy/http1.ts); for comparison. */
+  noFastPath?: boolean;
 }
 
 export class InboundHttp {
@@ -159,9 +162,25 @@ export class InboundHttp {
   /** Shutting down: every response closes its connection. */
   private draining = false;
   private readonly tunnels = new Set<net.Socket>();
+  private readonly fast: Http1FastPath<InboundContext> | undefined;
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
+    this.fast = options.noFastPath
+      ? undefined
+      : new Http1FastPath<InboundContext>({
+          appHost: options.appHost,
+          logger: options.logger,
+          authorize: (ctx, request) => this.authorizeHttp(ctx, request),
+          series: (ctx) => this.seriesFor(ctx),
+          xfcc: (ctx) => xfccFor(ctx, this.options.selfSpiffeId()),
+          normalize: normalizeTarget,
+          handOver: (socket, ctx) => this.serveHttp1Node(socket, ctx),
+          draining: () => this.draining,
+          idleTimeoutMs: options.idleTimeoutMs,
+          headersTimeoutMs: options.headersTimeoutMs ?? 60_000,
+          upstreamIdleTimeoutMs: options.upstreamIdleTimeoutMs ?? 4000,
+        });
     this.agent = new http.Agent({ keepAlive: true, timeout: options.upstreamIdleTimeoutMs ?? 4000, scheduling: 'lifo' });
     const headersTimeout = options.headersTimeoutMs ?? 60_000;
     this.h1 = http.createServer({
@@ -193,6 +212,12 @@ export class InboundHttp {
 
   /** Serves HTTP/1.x on an accepted (possibly decrypted) socket whose first bytes were put back. */
   serveHttp1(socket: net.Socket, ctx: InboundContext): void {
+    if (this.fast) this.fast.serve(socket, ctx);
+    else this.serveHttp1Node(socket, ctx);
+  }
+
+  /** node:http for the whole connection (or the rest of it, when the fast path hands over). */
+  private serveHttp1Node(socket: net.Socket, ctx: InboundContext): void {
     this.contexts.set(socket, ctx);
     this.h1.emit('connection', socket);
     // Bytes put back with unshift sit in the stream buffer; the server only reads them once it flows.
@@ -211,11 +236,13 @@ export class InboundHttp {
   /** Shutdown, gently: idle keep-alive connections close now, busy ones after their response; HTTP/2 gets GOAWAY. */
   drain(): void {
     this.draining = true;
+    this.fast?.drain();
     this.h1.closeIdleConnections();
     for (const session of this.sessions) session.close();
   }
 
   close(): void {
+    this.fast?.close();
     this.h1.closeAllConnections();
     this.h1.close();
     for (const session of this.sessions) session.destroy();

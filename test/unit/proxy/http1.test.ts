@@ -1,0 +1,216 @@
+// The inbound HTTP/1.1 fast path (src/proxy/http1.ts): what it parses itself, what it leaves to
+// node:http, and byte-level behaviour through a real InboundProxy: pipelining, bodies both ways,
+// chunked responses, responses without a body, denials mid-connection, hand-over to node:http.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { ChunkedScanner, parseRequestHead, parseResponseHead } from '../../../src/proxy/http1.ts';
+import { InboundProxy } from '../../../src/proxy/inbound.ts';
+import { MutableTlsMaterial } from '../../../src/proxy/types.ts';
+import type { AuthzDecision, AuthzRequest, InboundConfig } from '../../../src/proxy/types.ts';
+import { collect, listen, closeServer, logSink } from './harness.ts';
+
+const head = (text: string) => parseRequestHead(Buffer.from(text, 'latin1'));
+
+describe('parseRequestHead', () => {
+  it('reads a plain request and leaves hop-by-hop headers and any XFCC out of what it forwards', () => {
+    const h = head('GET /a/b?x=1 HTTP/1.1\r\nHost: httpbin.foo\r\nX-Token:  a b \r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\nx-forwarded-client-cert: URI=evil\r\nContent-Length: 3\r\n\r\nabc');
+    assert.ok(typeof h === 'object');
+    assert.equal(h.method, 'GET');
+    assert.equal(h.target, '/a/b?x=1');
+    assert.equal(h.headers.host, 'httpbin.foo');
+    assert.equal(h.headers['x-token'], 'a b');
+    assert.equal(h.contentLength, 3);
+    assert.equal(h.close, false);
+    assert.deepEqual(h.forward, ['Host', 'httpbin.foo', 'X-Token', 'a b', 'Content-Length', '3']);
+    assert.equal(h.length, Buffer.byteLength('GET /a/b?x=1 HTTP/1.1\r\nHost: httpbin.foo\r\nX-Token:  a b \r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\nx-forwarded-client-cert: URI=evil\r\nContent-Length: 3\r\n\r\n'));
+    const c = head('GET / HTTP/1.1\r\nconnection: close\r\n\r\n');
+    assert.ok(typeof c === 'object' && c.close);
+  });
+
+  it('waits for the rest of an incomplete head', () => {
+    assert.equal(head('GET / HTTP/1.1\r\nhost: a\r\n'), 'more');
+    assert.equal(head('GET / HT'), 'more');
+  });
+
+  it('leaves everything unusual to node:http', () => {
+    for (const text of [
+      'POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n',
+      'POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n',
+      'POST / HTTP/1.1\r\ncontent-length: +3\r\n\r\n',
+      'POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n',
+      'GET / HTTP/1.1\r\nhost: a\r\nHost: b\r\n\r\n',
+      'GET / HTTP/1.0\r\n\r\n',
+      'GET http://a/ HTTP/1.1\r\n\r\n',
+      'CONNECT a:443 HTTP/1.1\r\n\r\n',
+      'OPTIONS * HTTP/1.1\r\n\r\n',
+      'get / HTTP/1.1\r\n\r\n',
+      'GET /a b HTTP/1.1\r\n\r\n',
+      'GET /"<> HTTP/1.1\r\n\r\n',
+      'GET / HTTP/1.1\r\nx-a: 1\r\n folded\r\n\r\n',
+      'GET / HTTP/1.1\nhost: a\n\n\r\n\r\n',
+      'GET / HTTP/1.1\r\nhost : a\r\n\r\n',
+      'GET / HTTP/1.1\r\nx-a: caf\xe9\r\n\r\n',
+      'GET / HTTP/1.1\r\nx-a: a\x00b\r\n\r\n',
+      'GET / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n',
+      'GET /ws HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n',
+      'GET /ws HTTP/1.1\r\nupgrade: websocket\r\n\r\n',
+      'GET / HTTP/1.1\r\n__proto__: x\r\n\r\n',
+      `GET / HTTP/1.1\r\nx-big: ${'a'.repeat(17 * 1024)}\r\n\r\n`,
+    ]) {
+      assert.equal(head(text), 'other', JSON.stringify(text.slice(0, 60)));
+    }
+  });
+});
+
+describe('parseResponseHead', () => {
+  const res = (text: string, method = 'GET') => parseResponseHead(Buffer.from(text, 'latin1'), method);
+  it('finds the framing and drops hop-by-hop headers', () => {
+    const r = res('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello');
+    assert.ok(!(r instanceof Error) && r !== 'more');
+    assert.equal(r.framing, 'length');
+    assert.equal(r.contentLength, 5);
+    assert.equal(r.text, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n');
+    assert.equal(r.appCloses, false);
+    const chunked = res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+    assert.ok(!(chunked instanceof Error) && chunked !== 'more' && chunked.framing === 'chunked');
+    const closed = res('HTTP/1.1 200 OK\r\n\r\n');
+    assert.ok(!(closed instanceof Error) && closed !== 'more' && closed.framing === 'close' && closed.appCloses);
+    for (const [text, method] of [
+      ['HTTP/1.1 204 No Content\r\n\r\n', 'GET'],
+      ['HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n', 'GET'],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n', 'HEAD'],
+      ['HTTP/1.1 100 Continue\r\n\r\n', 'POST'],
+    ]) {
+      const r2 = res(text, method);
+      assert.ok(!(r2 instanceof Error) && r2 !== 'more' && r2.framing === 'none', text);
+    }
+  });
+  it('refuses what is not an HTTP/1.x response or has conflicting lengths', () => {
+    assert.ok(res('SSH-2.0-OpenSSH\r\n\r\n') instanceof Error);
+    assert.ok(res('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n') instanceof Error);
+    assert.equal(res('HTTP/1.1 200 OK\r\n'), 'more');
+  });
+});
+
+describe('ChunkedScanner', () => {
+  it('finds the end of a chunked body split anywhere, trailers included', () => {
+    const body = Buffer.from('5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nNEXT', 'latin1');
+    for (let split = 1; split < body.length - 4; split++) {
+      const s = new ChunkedScanner();
+      const a = s.scan(body.subarray(0, split), 0);
+      assert.equal(a.done, false, `split ${split}`);
+      assert.equal(a.used, split);
+      const b = s.scan(body.subarray(split), 0);
+      assert.equal(b.done, true, `split ${split}`);
+      assert.equal(split + b.used, body.length - 4);
+    }
+  });
+  it('throws on bad framing', () => {
+    assert.throws(() => new ChunkedScanner().scan(Buffer.from('zz\r\n'), 0));
+    assert.throws(() => new ChunkedScanner().scan(Buffer.from('3\r\nabcX'), 0));
+  });
+});
+
+describe('inbound HTTP/1.1 fast path, byte by byte', () => {
+  let app: http.Server;
+  let appPort = 0;
+  let proxy: InboundProxy;
+  let port = 0;
+  const seen: string[] = [];
+  const deny = (r: AuthzRequest): AuthzDecision =>
+    r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
+
+  before(async () => {
+    app = http.createServer((req, res) => {
+      let body = '';
+      req.setEncoding('latin1');
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => {
+        seen.push(`${req.method} ${req.url} ${body.length}`);
+        if (req.url === '/chunked') {
+          res.write('part one,');
+          setTimeout(() => res.end('part two'), 20);
+        } else if (req.url === '/empty') {
+          res.writeHead(204).end();
+        } else if (req.url === '/raw-close') {
+          // An app that answers without a length and closes (HTTP/1.0 style).
+          req.socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close');
+        } else {
+          res.setHeader('x-echo-xfcc', String(req.headers['x-forwarded-client-cert'] ?? 'none'));
+          res.end(`${req.method} ${req.url} ${body.length}`);
+        }
+      });
+    });
+    appPort = await listen(app);
+    const config = (): InboundConfig => ({
+      trustDomain: 'cluster.local',
+      workload: { name: 'httpbin', namespace: 'foo', labels: {} },
+      modeForPort: () => 'PERMISSIVE',
+      authorize: deny,
+    });
+    proxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: appPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
+    ({ port } = await proxy.listen(0, '127.0.0.1'));
+  });
+  after(async () => {
+    await proxy.close();
+    app.closeAllConnections();
+    await closeServer(app);
+  });
+
+  async function exchange(bytes: string): Promise<string> {
+    const socket = net.connect(port, '127.0.0.1');
+    const result = collect(socket);
+    socket.write(bytes);
+    return (await result).data.toString('latin1');
+  }
+
+  const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+  it('answers pipelined requests in order, a denial in the middle included, and the app sees only the allowed ones', async () => {
+    seen.length = 0;
+    const text = await exchange(
+      'GET /a HTTP/1.1\r\nhost: h\r\n\r\n' + 'POST /admin/x HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\n\r\nnope' + 'POST /c HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\n\r\nhello' + 'GET /d HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n',
+    );
+    assert.deepEqual(statuses(text), [200, 403, 200, 200]);
+    assert.match(text, /GET \/a 0[\s\S]*RBAC: access denied[\s\S]*POST \/c 5[\s\S]*GET \/d 0$/);
+    assert.deepEqual(seen, ['GET /a 0', 'POST /c 5', 'GET /d 0']);
+  });
+
+  it('relays a chunked response and keeps the connection for the next request', async () => {
+    const text = await exchange('GET /chunked HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /after HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    assert.deepEqual(statuses(text), [200, 200]);
+    assert.match(text, /transfer-encoding: chunked\r\n[\s\S]*part one,[\s\S]*part two\r\n0\r\n\r\nHTTP\/1\.1 200[\s\S]*GET \/after 0$/i);
+  });
+
+  it('knows that HEAD, 204 and 304 answers have no body', async () => {
+    const text = await exchange('HEAD /h HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /empty HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /last HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    assert.deepEqual(statuses(text), [200, 204, 200]);
+    assert.match(text, /GET \/last 0$/);
+  });
+
+  it('passes a response without a length on until the app closes, then closes the client', async () => {
+    const text = await exchange('GET /raw-close HTTP/1.1\r\nhost: h\r\n\r\n');
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*connection: close\r\n\r\nuntil close$/);
+  });
+
+  it('hands a chunked upload to node:http, after fast-path requests on the same connection', async () => {
+    seen.length = 0;
+    const text = await exchange('GET /first HTTP/1.1\r\nhost: h\r\n\r\n' + 'POST /up HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n');
+    assert.deepEqual(statuses(text), [200, 200]);
+    assert.deepEqual(seen, ['GET /first 0', 'POST /up 5']);
+  });
+
+  it('lets node:http refuse what it refuses (smuggling attempts never reach the app)', async () => {
+    seen.length = 0;
+    const text = await exchange('POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /admin/secret HTTP/1.1\r\nhost: h\r\n\r\n');
+    assert.match(text, /^HTTP\/1\.1 400/);
+    assert.ok(!seen.some((s) => s.includes('/admin')));
+  });
+
+  it('sets XFCC only from a verified peer (plaintext: none, whatever the caller sent)', async () => {
+    const text = await exchange('GET /x HTTP/1.1\r\nhost: h\r\nx-forwarded-client-cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\nconnection: close\r\n\r\n');
+    assert.match(text, /x-echo-xfcc: none/i);
+  });
+});
