@@ -89,3 +89,53 @@ export function diffNamedList(path: string, before: readonly Named[] | undefined
     else ops.push({ op: 'add', path: `${path}/${i}`, value: item });
   });
 }
+
+// --- Encoding ---
+//
+// The sidecar's containers and volumes depend only on the injection config and a few per-pod
+// settings, so their JSON text is rendered once per such combination (template.ts), and a patch
+// can carry the text of those of its values: encoding it then copies that text instead of
+// serialising the same ~3 KB again for every pod. Patch values are never changed once made (the
+// patch describes the pod as injected), so the text stays true.
+
+const rememberedText = new WeakMap<object, ReadonlyMap<object, string>>();
+
+/** For values in `ops` (at any depth of arrays), their exact `JSON.stringify` text; the caller guarantees both, and that the values are never changed. */
+export function rememberValueJson(ops: readonly object[], texts: ReadonlyMap<object, string>): void {
+  rememberedText.set(ops, texts);
+}
+
+/** Exactly `JSON.stringify(ops)`, reusing the text remembered for their template values. */
+export function patchToJson(ops: readonly { op: string; path: string }[]): string {
+  const texts = rememberedText.get(ops);
+  if (texts === undefined || texts.size === 0) return JSON.stringify(ops);
+  let out = '[';
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as { op: string; path: string; value?: unknown };
+    if (i > 0) out += ',';
+    const value = op.value;
+    // Only the plain {op, path, value} shape that this module builds is taken apart; anything else is stringified whole.
+    const reuse = typeof value === 'object' && value !== null && (texts.has(value) || Array.isArray(value)) && isOpPathValue(op);
+    out += reuse ? `{"op":${JSON.stringify(op.op)},"path":${JSON.stringify(op.path)},"value":${valueToJson(value, texts)}}` : JSON.stringify(op);
+  }
+  return `${out}]`;
+}
+
+function isOpPathValue(op: object): boolean {
+  const keys = Object.keys(op);
+  return keys.length === 3 && keys[0] === 'op' && keys[1] === 'path' && keys[2] === 'value';
+}
+
+function valueToJson(value: object, texts: ReadonlyMap<object, string>): string {
+  const known = texts.get(value);
+  if (known !== undefined) return known;
+  if (!Array.isArray(value)) return JSON.stringify(value);
+  let out = '[';
+  for (let i = 0; i < value.length; i++) {
+    const item: unknown = value[i];
+    if (i > 0) out += ',';
+    // As JSON.stringify writes array items: undefined, functions and symbols become null.
+    out += typeof item === 'object' && item !== null ? valueToJson(item, texts) : (JSON.stringify(item) ?? 'null');
+  }
+  return `${out}]`;
+}
