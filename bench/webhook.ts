@@ -28,7 +28,7 @@ import { parse as parseYaml } from 'yaml';
 import { InjectionError, injectPod, parseInjectionConfig, shouldInject, type InjectionConfig, type NamespaceInfo } from '../src/inject/index.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { createRegistry } from '../src/telemetry/metrics.ts';
-import { reviewResponse, type AdmissionRequest, type AdmissionReview, type MutationResult } from '../src/webhook/admission.ts';
+import { encodeReviewResponse, type AdmissionRequest, type AdmissionReview, type MutationResult } from '../src/webhook/admission.ts';
 import { createWebhookServer, type Mutator } from '../src/webhook/server.ts';
 import { makeServingCert } from '../test/support/tls.ts';
 
@@ -593,7 +593,7 @@ function microsPerCall(n: number, op: (i: number) => unknown): number {
 
 /**
  * The two parts of a review that injection adds, timed in this process without TLS or HTTP:
- * the mutator, and encoding its answer (patch JSON → base64 → response JSON, as the server does).
+ * the mutator, and encoding its answer (patch JSON → base64 → response text, exactly as the server does: encodeReviewResponse).
  */
 function inProcessCosts(native: boolean): { mutate: number; encodeInject: number; encodeNoop: number; patchOps: number } {
   const pod = benchPod();
@@ -607,8 +607,8 @@ function inProcessCosts(native: boolean): { mutate: number; encodeInject: number
   const review: AdmissionReview = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: '00000000-0000-4000-8000-000000000000' } };
   return {
     mutate: mutateMicros,
-    encodeInject: microsPerCall(n, () => JSON.stringify(reviewResponse(review, result))),
-    encodeNoop: microsPerCall(n, () => JSON.stringify(reviewResponse(review, { kind: 'skip', reason: 'noop' }))),
+    encodeInject: microsPerCall(n, () => encodeReviewResponse(review, result)),
+    encodeNoop: microsPerCall(n, () => encodeReviewResponse(review, { kind: 'skip', reason: 'noop' })),
     patchOps: result.patch.length,
   };
 }
@@ -807,7 +807,7 @@ function report(r: Report): void {
   ];
   const notes = [
     `Request: a ${n0(r.requestSize)}-byte AdmissionReview v1 for a ReplicaSet's pod (3 containers + 1 init container, HTTP, gRPC, TCP and exec probes incl. named ports, 10 annotations, the controller's managedFields); the patch has ${r.inProcess.patchOps} operations (${r.native ? 'native' : 'classic'} sidecar).`,
-    `In-process, without TLS or HTTP: the mutator (shouldInject + injectPod) takes ${n0(r.inProcess.mutate)} µs per pod, and encoding its answer (patch → JSON → base64 → response JSON) ` +
+    `In-process, without TLS or HTTP: the mutator (shouldInject + injectPod) takes ${n0(r.inProcess.mutate)} µs per pod, and encoding its answer (patch → JSON → base64 → response text) ` +
       `${n0(r.inProcess.encodeInject)} µs against ${n1(r.inProcess.encodeNoop)} µs for the no-op's. Together that is the injection's extra cost; ` +
       `the rest (TLS, HTTP, express, parsing the ${n0(r.requestSize / 1024)} KiB review) both servers pay alike.`,
     `Open loop: latency counted from each request's scheduled time (the first rows) and from the moment it was sent; the load generator's worst lag behind its schedule was ${n2(Math.max(f.noop.maxLag, f.inject.maxLag))} ms.`,
