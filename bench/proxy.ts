@@ -71,8 +71,8 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     /** Run the Cinch proxies from their TypeScript sources instead of bundled JavaScript as shipped (for comparison). */
     'from-source': { type: 'boolean', default: false },
-    /** Extra Node flags for the Cinch proxies (experiments), space-separated. */
-    'proxy-node-flags': { type: 'string', default: '' },
+    /** Node flags for the Cinch proxies, space-separated: by default those `cinch proxy` runs with (PROXY_NODE_FLAGS in bin/cinch.js). */
+    'proxy-node-flags': { type: 'string', default: '--max-semi-space-size=2' },
     // Child roles.
     dir: { type: 'string' },
     port: { type: 'string' },
@@ -1064,6 +1064,7 @@ function report(r: Report): void {
       (r.fromSource
         ? 'run from its TypeScript sources, --from-source: type stripping holds memory in proportion to the largest file it stripped); '
         : 'bundled by bin/build-dist.ts into one JavaScript file, as `cinch proxy` ships in dist/proxy.js); ') +
+      (args['proxy-node-flags'] ? `both run with \`${args['proxy-node-flags']}\` (what bin/cinch.js gives \`cinch proxy\`); ` : '') +
       `\`cinch proxy\` runs both listeners plus the identity agent, config stream and admin server in one process: ` +
       (typeof r.realIdle === 'string' ? r.realIdle : `${n1(mib(r.realIdle.rssKiB))} MiB idle, measured in a private network namespace (unshare --net) where it binds its fixed ports and reaches no CA`) +
       '.',

@@ -26,5 +26,20 @@ function freshProxyBundle() {
   }
 }
 
-const bundle = process.argv[2] === 'proxy' && process.env.CINCH_FROM_SOURCE !== '1' ? freshProxyBundle() : undefined;
+/**
+ * V8 flags for the sidecar. A young generation of at most 2 MiB per semi-space (V8's default grows to 16)
+ * keeps ~17 MiB of RSS off the proxy after load at no measurable cost in throughput (bench/proxy.ts,
+ * which starts its proxies with the same flags). Set by re-executing Node in place (same PID, so PID 1
+ * in a container stays PID 1); a flag already given (NODE_OPTIONS, node's own arguments) wins.
+ */
+export const PROXY_NODE_FLAGS = ['--max-semi-space-size=2'];
+
+const isProxy = process.argv[2] === 'proxy';
+if (isProxy && typeof process.execve === 'function' && process.env.CINCH_PROXY_FLAGS !== '0') {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  const missing = PROXY_NODE_FLAGS.filter((flag) => !given.some((g) => g.split('=')[0] === flag.split('=')[0]));
+  if (missing.length > 0) process.execve(process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], process.env);
+}
+
+const bundle = isProxy && process.env.CINCH_FROM_SOURCE !== '1' ? freshProxyBundle() : undefined;
 await import(bundle ? bundle.href : '../src/cli/main.ts');

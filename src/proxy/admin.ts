@@ -3,7 +3,8 @@
 // (`/app-health/<container>/{livez,readyz,startupz}`), run here against the app over loopback so that
 // kubelet probes keep working under STRICT mTLS (the kubelet speaks plaintext from the node).
 import http from 'node:http';
-import http2 from 'node:http2';
+import type * as http2 from 'node:http2';
+import { http2 as loadHttp2 } from './lazy.ts';
 import https from 'node:https';
 import net from 'node:net';
 import type { Registry } from 'prom-client';
@@ -191,7 +192,7 @@ const SERVING = 1;
 function grpcProbe(host: string, port: number, service: string, timeoutMs: number): Promise<ProbeResult> {
   return new Promise((resolve) => {
     let settled = false;
-    const session = http2.connect(`http://${host.includes(':') ? `[${host}]` : host}:${port}`);
+    const session = loadHttp2().connect(`http://${host.includes(':') ? `[${host}]` : host}:${port}`);
     const finish = (result: ProbeResult): void => {
       if (settled) return;
       settled = true;

@@ -2,7 +2,8 @@
 // denial, and HTTP/1.1 + HTTP/2 request handling (authorize each request; 403 `RBAC: access denied`
 // on deny; otherwise forward to the app over a keep-alive pool, or h2c for HTTP/2).
 import http from 'node:http';
-import http2 from 'node:http2';
+import type * as http2 from 'node:http2';
+import { http2 as loadHttp2 } from './lazy.ts';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { normalizePath } from '../policy/path.ts';
@@ -153,7 +154,7 @@ export interface InboundHttpOptions {
 export class InboundHttp {
   private readonly options: InboundHttpOptions;
   private readonly h1: http.Server;
-  private readonly h2: http2.Http2Server;
+  private h2: http2.Http2Server | undefined;
   private readonly agent: http.Agent;
   private readonly contexts = new WeakMap<object, InboundContext>();
   private readonly upstreamH2 = new Map<number, http2.ClientHttp2Session>();
@@ -197,17 +198,7 @@ export class InboundHttp {
     this.h1.on('request', (req, res) => this.onRequest(req, res));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
     this.h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
-    this.h2 = http2.createServer();
-    // Emitted synchronously from emit('connection'): the only moment the session can be tied to its
-    // context (session.socket is a proxy object, useless as a map key).
-    this.h2.on('session', (session: http2.ServerHttp2Session) => {
-      if (this.pendingH2) this.contexts.set(session, this.pendingH2);
-      this.sessions.add(session);
-      session.setTimeout(options.idleTimeoutMs, () => session.close());
-      session.once('close', () => this.sessions.delete(session));
-    });
-    this.h2.on('sessionError', (err: Error) => options.logger.debug('HTTP/2 session error', { error: err }));
-    this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
+
   }
 
   /** Serves HTTP/1.x on an accepted (possibly decrypted) socket whose first bytes were put back. */
@@ -224,10 +215,28 @@ export class InboundHttp {
     socket.resume();
   }
 
+  /** The HTTP/2 server, made on the first HTTP/2 connection (node:http2 is loaded then). */
+  private h2Server(): http2.Http2Server {
+    if (this.h2) return this.h2;
+    const h2 = loadHttp2().createServer();
+    // Emitted synchronously from emit('connection'): the only moment the session can be tied to its
+    // context (session.socket is a proxy object, useless as a map key).
+    h2.on('session', (session: http2.ServerHttp2Session) => {
+      if (this.pendingH2) this.contexts.set(session, this.pendingH2);
+      this.sessions.add(session);
+      session.setTimeout(this.options.idleTimeoutMs, () => session.close());
+      session.once('close', () => this.sessions.delete(session));
+    });
+    h2.on('sessionError', (err: Error) => this.options.logger.debug('HTTP/2 session error', { error: err }));
+    h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
+    this.h2 = h2;
+    return h2;
+  }
+
   serveHttp2(socket: net.Socket, ctx: InboundContext): void {
     this.pendingH2 = ctx;
     try {
-      this.h2.emit('connection', socket);
+      this.h2Server().emit('connection', socket);
     } finally {
       this.pendingH2 = undefined;
     }
@@ -390,7 +399,7 @@ export class InboundHttp {
     stream.on('error', () => stream.destroy());
     const ctx = this.contexts.get(stream.session as object);
     if (!ctx) {
-      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      stream.close(loadHttp2().constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
     const rawPath = headers[':path'] ?? '/';
@@ -435,12 +444,12 @@ export class InboundHttp {
     let trailers: http2.IncomingHttpHeaders | undefined;
     upstream.on('error', (err: Error) => {
       if (!stream.headersSent) this.upstreamFailed(stream, ctx, err);
-      else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      else stream.close(loadHttp2().constants.NGHTTP2_INTERNAL_ERROR);
     });
     upstream.on('response', (responseHeaders: http2.IncomingHttpHeaders, flags: number) => {
       if (stream.destroyed) return;
       // Trailers-only responses (gRPC errors) end with the headers.
-      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
+      if (flags & loadHttp2().constants.NGHTTP2_FLAG_END_STREAM) {
         stream.respond(responseHeaders, { endStream: true });
         return;
       }
@@ -452,10 +461,10 @@ export class InboundHttp {
       trailers = t;
     });
     upstream.on('close', () => {
-      if (!stream.closed && !stream.writableEnded) stream.close(upstream.rstCode || http2.constants.NGHTTP2_INTERNAL_ERROR);
+      if (!stream.closed && !stream.writableEnded) stream.close(upstream.rstCode || loadHttp2().constants.NGHTTP2_INTERNAL_ERROR);
     });
     stream.once('close', () => {
-      if (!upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+      if (!upstream.closed) upstream.close(loadHttp2().constants.NGHTTP2_CANCEL);
     });
     if (!stream.endAfterHeaders) stream.pipe(upstream);
   }
@@ -472,7 +481,7 @@ export class InboundHttp {
   private upstreamSession(port: number): http2.ClientHttp2Session {
     const existing = this.upstreamH2.get(port);
     if (existing && !existing.closed && !existing.destroyed) return existing;
-    const session = http2.connect(`http://${hostPort(this.options.appHost, port)}`);
+    const session = loadHttp2().connect(`http://${hostPort(this.options.appHost, port)}`);
     const forget = (): void => {
       if (this.upstreamH2.get(port) === session) this.upstreamH2.delete(port);
     };
