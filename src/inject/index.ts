@@ -16,6 +16,6 @@ export { parseOverrides, type PodOverrides } from './annotations.ts';
 export { InjectionError, InjectionConfigError, type InjectionErrorCode } from './errors.ts';
 export { parseStatus, type InjectionStatus } from './status.ts';
 export type { AppProbe, AppProbes } from './probes.ts';
-export { escapePointer, patchToJson } from './patch.ts';
+export { escapePointer } from './patch.ts';
 export * from './names.ts';
 export { injectManifest, type ManifestResult } from './manifests.ts';

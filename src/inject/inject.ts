@@ -31,10 +31,10 @@ import {
   TLS_MODE_LABEL,
   TLS_MODE_VALUE,
 } from './names.ts';
-import { diffMap, diffNamedList, rememberValueJson } from './patch.ts';
+import { diffMap, diffNamedList } from './patch.ts';
 import { rewriteProbes, type AppProbes, type OriginalProbes } from './probes.ts';
 import { formatStatus, parseStatus, stripInjection, type InjectionStatus, type PodParts } from './status.ts';
-import { renderSidecar, type SidecarSettings } from './template.ts';
+import { cinchVolumes, initContainer, proxyContainer, type SidecarSettings } from './template.ts';
 
 export interface InjectionContext {
   config: InjectionConfig;
@@ -43,10 +43,7 @@ export interface InjectionContext {
 }
 
 export interface InjectionResult {
-  /**
-   * RFC 6902 operations against the pod as given; empty when the pod is already injected exactly so.
-   * Encode it with patchToJson (same text as JSON.stringify, faster); its values must not be changed.
-   */
+  /** RFC 6902 operations against the pod as given; empty when the pod is already injected exactly so. */
   patch: Operation[];
   /** The pod after the patch. Shares unchanged parts (managedFields included) with the input: do not mutate either. */
   pod: V1Pod;
@@ -120,9 +117,11 @@ export function injectPod(pod: V1Pod, ctx: InjectionContext): InjectionResult {
     appProbes,
     appContainers: apps.map((c) => c.name),
   };
-  const { init, proxy, volumes: addedVolumes, texts } = renderSidecar(settings);
+  const init = initContainer(settings);
+  const proxy = proxyContainer(settings);
   const initContainers = native ? [init, proxy, ...appInits] : [...appInits, init];
   const containers = native ? apps : [proxy, ...apps];
+  const addedVolumes = cinchVolumes(settings);
   const volumes: V1Volume[] = [...(base.volumes ?? []), ...addedVolumes];
 
   const annotations: Record<string, string> = { ...base.annotations };
@@ -168,7 +167,6 @@ export function injectPod(pod: V1Pod, ctx: InjectionContext): InjectionResult {
   diffNamedList('/spec/initContainers', spec.initContainers, initContainers, patch);
   diffNamedList('/spec/containers', spec.containers, containers, patch);
   diffNamedList('/spec/volumes', spec.volumes, volumes, patch);
-  rememberValueJson(patch, texts);
 
   const injected: V1Pod = { ...pod, metadata: { ...metadata, labels, annotations }, spec: { ...spec, initContainers, containers, volumes } };
   return { patch, pod: injected, status, native, warnings };

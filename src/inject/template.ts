@@ -90,18 +90,13 @@ export function initContainer(s: SidecarSettings): V1Container {
 }
 
 export function proxyContainer(s: SidecarSettings): V1Container {
-  return proxyContainerWith(s, JSON.stringify(s.appProbes), s.appContainers.join(','));
-}
-
-/** The proxy with its two pod-specific env values given as text (CINCH_APP_PROBES, CINCH_APP_CONTAINERS). */
-function proxyContainerWith(s: SidecarSettings, appProbes: string, appContainers: string): V1Container {
   const healthGet = () => ({ path: HEALTH_PATH, port: HEALTH_PORT, scheme: 'HTTP' });
   const container: V1Container = {
     name: PROXY_CONTAINER_NAME,
     image: s.image,
     imagePullPolicy: s.imagePullPolicy,
     args: ['proxy'],
-    env: proxyEnv(s, appProbes, appContainers),
+    env: proxyEnv(s),
     ports: [
       { name: 'http-stats', containerPort: STATUS_PORT, protocol: 'TCP' },
       { name: 'http-health', containerPort: HEALTH_PORT, protocol: 'TCP' },
@@ -133,7 +128,7 @@ function proxyContainerWith(s: SidecarSettings, appProbes: string, appContainers
   return container;
 }
 
-function proxyEnv(s: SidecarSettings, appProbes: string, appContainers: string): V1EnvVar[] {
+function proxyEnv(s: SidecarSettings): V1EnvVar[] {
   const field = (name: string, fieldPath: string): V1EnvVar => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
   return [
     field(PROXY_ENV.podName, 'metadata.name'),
@@ -143,8 +138,8 @@ function proxyEnv(s: SidecarSettings, appProbes: string, appContainers: string):
     { name: PROXY_ENV.caAddress, value: s.caAddress },
     { name: PROXY_ENV.trustDomain, value: s.trustDomain },
     { name: PROXY_ENV.logLevel, value: s.logLevel },
-    { name: PROXY_ENV.appProbes, value: appProbes },
-    { name: PROXY_ENV.appContainers, value: appContainers },
+    { name: PROXY_ENV.appProbes, value: JSON.stringify(s.appProbes) },
+    { name: PROXY_ENV.appContainers, value: s.appContainers.join(',') },
   ];
 }
 
@@ -171,94 +166,6 @@ export function cinchVolumes(s: SidecarSettings): V1Volume[] {
       },
     },
   ];
-}
-
-// --- Rendering with remembered JSON text ---
-//
-// Everything above depends on the settings alone, except the proxy's CINCH_APP_PROBES and
-// CINCH_APP_CONTAINERS, which depend on the pod. So the JSON text of cinch-init, of the volumes and
-// of cinch-proxy around those two values is rendered once per distinct settings (in practice: one
-// per config version and mode, a few more for pods with override annotations), and each pod gets
-// fresh objects together with their text (for patchToJson).
-
-export interface RenderedSidecar {
-  init: V1Container;
-  proxy: V1Container;
-  volumes: V1Volume[];
-  /** The exact JSON.stringify text of each object above. */
-  texts: Map<object, string>;
-}
-
-interface CompiledTemplate {
-  init: string;
-  volumes: string[];
-  /** cinch-proxy's text split around the JSON of its two pod-specific env values. */
-  proxy: [before: string, between: string, after: string] | undefined;
-}
-
-const compiledTemplates = new Map<string, CompiledTemplate>();
-/** Distinct settings seen; past this (a flood of per-pod overrides) the cache starts over rather than grow. */
-const MAX_COMPILED_TEMPLATES = 64;
-// Stand-ins for the pod-specific values while rendering the text; a NUL cannot occur in any setting (all validated).
-const APP_PROBES_MARK = '\u0000cinch:app-probes\u0000';
-const APP_CONTAINERS_MARK = '\u0000cinch:app-containers\u0000';
-
-/** Everything the template reads but the two pod-specific values, as one string (NUL-separated; no setting contains a NUL). */
-export function templateKey(s: SidecarSettings): string {
-  const c = s.capture;
-  const r: ProxyResources = s.resources;
-  const list = (value: readonly (number | string)[] | '*'): string => (value === '*' ? '*' : `[${value.join(',')}]`);
-  return [
-    s.image,
-    s.imagePullPolicy,
-    // Whole, key order included: it decides the order of the rendered fields.
-    JSON.stringify(r),
-    s.caAddress,
-    s.trustDomain,
-    s.logLevel,
-    s.tokenExpirationSeconds,
-    list(c.includeInboundPorts),
-    list(c.excludeInboundPorts),
-    list(c.excludeOutboundPorts),
-    list(c.includeOutboundCidrs),
-    list(c.excludeOutboundCidrs),
-    s.native,
-  ].join('\u0000');
-}
-
-/** cinch-init, cinch-proxy and the volumes, exactly as initContainer/proxyContainer/cinchVolumes render them, with their JSON text. */
-export function renderSidecar(s: SidecarSettings): RenderedSidecar {
-  const key = templateKey(s);
-  let compiled = compiledTemplates.get(key);
-  if (compiled === undefined) {
-    if (compiledTemplates.size >= MAX_COMPILED_TEMPLATES) compiledTemplates.clear();
-    compiled = compileTemplate(s);
-    compiledTemplates.set(key, compiled);
-  }
-  const appProbes = JSON.stringify(s.appProbes);
-  const appContainers = s.appContainers.join(',');
-  const init = initContainer(s);
-  const proxy = proxyContainerWith(s, appProbes, appContainers);
-  const volumes = cinchVolumes(s);
-  const texts = new Map<object, string>([[init, compiled.init]]);
-  if (compiled.proxy) {
-    const [before, between, after] = compiled.proxy;
-    texts.set(proxy, before + JSON.stringify(appProbes) + between + JSON.stringify(appContainers) + after);
-  }
-  for (let i = 0; i < volumes.length; i++) texts.set(volumes[i], compiled.volumes[i]);
-  return { init, proxy, volumes, texts };
-}
-
-function compileTemplate(s: SidecarSettings): CompiledTemplate {
-  const proxyText = JSON.stringify(proxyContainerWith(s, APP_PROBES_MARK, APP_CONTAINERS_MARK));
-  const [before, rest, ...more] = proxyText.split(JSON.stringify(APP_PROBES_MARK));
-  const [between, after, ...more2] = rest === undefined ? [] : rest.split(JSON.stringify(APP_CONTAINERS_MARK));
-  const splitCleanly = rest !== undefined && after !== undefined && more.length === 0 && more2.length === 0;
-  return {
-    init: JSON.stringify(initContainer(s)),
-    volumes: cinchVolumes(s).map((volume) => JSON.stringify(volume)),
-    proxy: splitCleanly ? [before, between, after] : undefined,
-  };
 }
 
 /** Requests default to limits when only the limit is given, as the API server would do. */

@@ -1,6 +1,5 @@
 // AdmissionReview in and out (admission.k8s.io v1 and v1beta1), as pure functions.
 import type { V1Pod } from '@kubernetes/client-node';
-import { patchToJson } from '../inject/patch.ts';
 
 export const ADMISSION_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 type AdmissionVersion = (typeof ADMISSION_VERSIONS)[number];
@@ -94,7 +93,7 @@ export function encodeReviewResponse(review: AdmissionReview, result: MutationRe
   return `{"apiVersion":${JSON.stringify(review.apiVersion)},"kind":"AdmissionReview","response":${response}}}`;
 }
 
-/** base64 of the patch's UTF-8 JSON text (patchToJson: JSON.stringify's text, reusing the sidecar template's); the only alphabet is [A-Za-z0-9+/=], safe inside a JSON string as is. */
-function base64Json(patch: JsonPatchOperation[]): string {
-  return Buffer.from(patchToJson(patch), 'utf8').toString('base64');
+/** base64 of the UTF-8 JSON text of `value`; the only alphabet is [A-Za-z0-9+/=], safe inside a JSON string as is. */
+function base64Json(value: unknown): string {
+  return Buffer.from(JSON.stringify(value), 'utf8').toString('base64');
 }
