@@ -22,5 +22,7 @@ export function registerControlPlane(program: Command): void {
     .action(async (opts: ControlPlaneOptions) => {
       const { runControlPlane } = await import('../controlplane/run.ts');
       await runControlPlane(opts);
+      // Listeners are closed and in-flight requests answered: exit even if a library left a timer behind.
+      process.exit(0);
     });
 }

@@ -196,5 +196,7 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   await Promise.all([injector.stop(), mesh.stop(), caWatch?.stop()]);
   monitoring.close();
   monitoring.closeAllConnections();
-  log.info('stopped');
+  // Anything still open now (a client library's retry timer, a watch being re-established) would keep
+  // a terminated pod alive until SIGKILL; the caller exits, and this line names what was left.
+  log.info('stopped', { openHandles: process.getActiveResourcesInfo() });
 }

@@ -35,6 +35,9 @@ let csrPem: string;
 let rootPem: string;
 const identities: { sa: string; token: string }[] = [];
 const replicas: Replica[] = [];
+// What a failed assertion could leave running (a signing loop's timer, a half-sent request's socket)
+// would keep this file's process alive forever; `after` ends them all.
+const leftovers = new Set<() => unknown>();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -264,14 +267,14 @@ function signingLoop(targets: Replica[], intervalMs = 200) {
   };
   tick();
   const timer = setInterval(tick, intervalMs);
-  return {
-    outcomes,
-    stop: async () => {
-      clearInterval(timer);
-      await Promise.all(pending);
-      return outcomes;
-    },
+  const stop = async () => {
+    clearInterval(timer);
+    leftovers.delete(stop);
+    await Promise.all(pending);
+    return outcomes;
   };
+  leftovers.add(stop);
+  return { outcomes, stop };
 }
 
 /** The longest time without a successful signature on `replica` between `from` and `to`. */
@@ -311,6 +314,9 @@ function halfSentPost(port: number, urlPath: string, body: string, headers: Reco
     req.on('error', reject);
   });
   const sent = new Promise<void>((resolve) => req.write(bytes.subarray(0, half), () => resolve()));
+  const abandon = () => req.destroy();
+  leftovers.add(abandon);
+  void reply.finally(() => leftovers.delete(abandon)).catch(() => undefined);
   return { reply, sent, finish: () => req.end(bytes.subarray(half)) };
 }
 
@@ -338,6 +344,7 @@ before(async () => {
 });
 
 after(async () => {
+  await Promise.all([...leftovers].map((end) => end()));
   for (const r of replicas) if (r.alive) r.child.kill('SIGKILL');
   await Promise.all(replicas.map((r) => r.exited));
   // The leaders wrote the trust bundle into every namespace; take back the copies holding this run's root.
