@@ -43,18 +43,20 @@ lint: deps
 	eslint .
 
 # One node --test run so the summary counts every test; the global setup starts and always stops the API server.
+# A file's process exits when its tests are done (--test-force-exit) and no single test may run past 10 minutes,
+# so a leaked timer or a stuck await fails the run instead of hanging it.
 test: deps typecheck lint
-	node --test --test-concurrency=1 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts \
+	node --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts \
 	  "test/unit/**/*.test.ts" "test/integration/**/*.test.ts" "test/e2e/**/*.test.ts"
 
 unit: deps
 	node --test --test-reporter=spec "test/unit/**/*.test.ts"
 
 integration: deps
-	node --test --test-concurrency=1 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/integration/**/*.test.ts"
+	node --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/integration/**/*.test.ts"
 
 e2e: deps
-	node --test --test-concurrency=1 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/e2e/**/*.test.ts"
+	node --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/e2e/**/*.test.ts"
 
 cluster: deps
 	node test/cluster/cli.ts up
