@@ -21,7 +21,7 @@ import { ProxyMetrics } from '../src/proxy/metrics.ts';
 import { OutboundProxy } from '../src/proxy/outbound.ts';
 import { compileProxyConfig, LiveProxyConfig } from '../src/proxy/policy-config.ts';
 import { MutableTlsMaterial, type MeshCredentials } from '../src/proxy/types.ts';
-import { createLogger } from '../src/telemetry/logger.ts';
+import { createProxyLogger } from '../src/proxy/log.ts';
 import { createRegistry } from '../src/telemetry/metrics.ts';
 
 export const TRUST_DOMAIN = 'cluster.local';
@@ -87,7 +87,7 @@ async function runSidecar(side: 'server' | 'client', dir: string, target: number
   const tlsMaterial = new MutableTlsMaterial(credentials);
   const config = pushedConfig(side, [...credentials.trustBundle]);
   // As in run.ts: JSON logs at info on stderr (the bench sends them to a file), Istio metrics on a registry.
-  const log = createLogger({ level: 'info', context: { component: 'proxy', namespace: config.workload.namespace, pod: config.workload.name, identity: credentials.spiffeId } });
+  const log = createProxyLogger({ level: 'info', context: { component: 'proxy', namespace: config.workload.namespace, pod: config.workload.name, identity: credentials.spiffeId } });
   const live = new LiveProxyConfig();
   live.set(compileProxyConfig(config, (policies, request) => log.info('audit', { policies, sourcePrincipal: request.source.principal, port: request.destination.port })));
   const metrics = new ProxyMetrics(createRegistry());

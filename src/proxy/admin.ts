@@ -8,8 +8,7 @@ import { http2 as loadHttp2 } from './lazy.ts';
 import https from 'node:https';
 import net from 'node:net';
 import type { Registry } from 'prom-client';
-import { createLogger } from '../telemetry/logger.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { createProxyLogger, type ProxyLogger as Logger } from './log.ts';
 
 export const STATS_PORT = 15020;
 export const READY_PORT = 15021;
@@ -53,7 +52,7 @@ export class AdminServer {
 
   constructor(options: AdminOptions) {
     this.options = options;
-    this.logger = options.logger ?? createLogger({ context: { component: 'proxy-admin' } });
+    this.logger = options.logger ?? createProxyLogger({ context: { component: 'proxy-admin' } });
     this.stats = http.createServer((req, res) => void this.onStats(req, res));
     this.ready = http.createServer((req, res) => this.onReady(req, res));
   }

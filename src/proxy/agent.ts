@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { buildSpiffeCsr } from '../ca/csr-build.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { ProxyLogger as Logger } from './log.ts';
 import { renewalDelayMs, retryDelayMs } from './rotation.ts';
 
 export interface WorkloadCertificate {

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import type { AuthorizationPolicy, PeerAuthentication } from '../policy/index.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { ProxyLogger as Logger } from './log.ts';
 import { splitHostPort } from './agent.ts';
 import { retryDelayMs } from './rotation.ts';
 import type { MeshCredentials } from './types.ts';

@@ -7,7 +7,7 @@ import { http2 as loadHttp2 } from './lazy.ts';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { normalizePath } from '../policy/path.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { ProxyLogger as Logger } from './log.ts';
 import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
 import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { AuthzDecision, AuthzHttpRequest } from './types.ts';
 import type { HttpSeries } from './metrics.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { ProxyLogger as Logger } from './log.ts';
 
 /** node:http's default limit (--max-http-header-size); longer heads go to node:http, which answers 431. */
 const MAX_HEAD = 16 * 1024;

@@ -9,8 +9,7 @@
 // raw socket (the kernel keeps 4-tuples unique among live connections).
 import net from 'node:net';
 import tls from 'node:tls';
-import { createLogger } from '../telemetry/logger.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { createProxyLogger, type ProxyLogger as Logger } from './log.ts';
 import { parseClientHello, peek, untilEmpty, peerIdentity, sniffPlaintext, spliceSockets, startsWithTls, MAX_REQUEST_LINE } from './detect.ts';
 import type { PlainProtocol } from './detect.ts';
 import { InboundHttp, authzRequest, decide } from './http-authz.ts';
@@ -80,7 +79,7 @@ export class InboundProxy {
 
   constructor(options: InboundOptions) {
     this.options = options;
-    this.logger = options.logger ?? createLogger({ context: { component: 'proxy-inbound' } });
+    this.logger = options.logger ?? createProxyLogger({ context: { component: 'proxy-inbound' } });
     this.appHost = options.appHost ?? '127.0.0.1';
     this.tcpIdleTimeoutMs = options.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
     this.detectionTimeoutMs = options.detectionTimeoutMs ?? DEFAULT_DETECTION_TIMEOUT_MS;

@@ -4,8 +4,7 @@
 // passed through as plain TCP. Any verification failure closes the app's connection (fail closed).
 import net from 'node:net';
 import tls from 'node:tls';
-import { createLogger } from '../telemetry/logger.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { createProxyLogger, type ProxyLogger as Logger } from './log.ts';
 import { abort, peek, peerIdentity, sniffPlaintext, spliceSockets, untilEmpty, MAX_REQUEST_LINE } from './detect.ts';
 import type { PlainProtocol } from './detect.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -48,7 +47,7 @@ export class OutboundProxy {
 
   constructor(options: OutboundOptions) {
     this.options = options;
-    this.logger = options.logger ?? createLogger({ context: { component: 'proxy-outbound' } });
+    this.logger = options.logger ?? createProxyLogger({ context: { component: 'proxy-outbound' } });
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 3_600_000;
     this.detectionTimeoutMs = options.detectionTimeoutMs ?? 1000;

@@ -1,7 +1,7 @@
 // `cinch proxy`: the identity agent, the config stream, and the listeners, wired together.
 // Ready (15021) only once it holds a certificate and a config; on SIGTERM it stops accepting,
 // lets open connections finish for a grace period, then exits.
-import { createLogger } from '../telemetry/logger.ts';
+import { createProxyLogger } from './log.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { AdminServer, type Readiness } from './admin.ts';
 import { IdentityAgent } from './agent.ts';
@@ -21,7 +21,7 @@ export interface ProxyRunOptions {
 
 export async function runProxy(opts: ProxyRunOptions): Promise<void> {
   const settings = parseProxyEnv(process.env);
-  const log = createLogger({ level: settings.logLevel, context: { component: 'proxy', namespace: settings.namespace, pod: settings.podName, identity: settings.spiffeId } });
+  const log = createProxyLogger({ level: settings.logLevel, context: { component: 'proxy', namespace: settings.namespace, pod: settings.podName, identity: settings.spiffeId } });
   const registry = createRegistry();
   const metrics = new ProxyMetrics(registry);
   const tlsMaterial = new MutableTlsMaterial();
