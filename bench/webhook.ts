@@ -811,6 +811,9 @@ function report(r: Report): void {
       `${n0(r.inProcess.encodeInject)} µs against ${n1(r.inProcess.encodeNoop)} µs for the no-op's. In the server the injection's extra CPU per review is ${n0(s.inject.cpuPerReview - s.noop.cpuPerReview)} µs at saturation: ` +
       `the same work with cold caches between TLS, HTTP and parsing (on a shared 2-CPU machine, next to the load generator), plus writing the ${n0(r.responseSize.inject / 1024)} KiB answer over TLS; ` +
       `the rest (TLS, HTTP, express, parsing the ${n0(r.requestSize / 1024)} KiB review) both servers pay alike.`,
+    `CPU per review falls as the rate rises (the no-op's from ${n0(f.noop.cpuPerReview)} µs at ${r.rate} rps to ${n0(s.noop.cpuPerReview)} µs at ${n0(s.noop.rps)} reviews/s, ` +
+      `the injection's from ${n0(f.inject.cpuPerReview)} to ${n0(s.inject.cpuPerReview)} µs at ${n0(s.inject.rps)}/s): event-loop turns, syscalls and timers are shared by more reviews per wake-up. ` +
+      'At saturation the faster server gets more of that discount, so the fixed-rate row, where both answer the same number of reviews, is the like-for-like cost comparison.',
     `Open loop: latency counted from each request's scheduled time (the first rows) and from the moment it was sent; the load generator's worst lag behind its schedule was ${n2(Math.max(f.noop.maxLag, f.inject.maxLag))} ms.`,
     `Machine load average (1 min) ${n2(r.loadBefore)} before and ${n2(r.loadAfter)} after the run, on ${os.availableParallelism()} CPUs. "Waiting for a CPU" is the time a thread was runnable but not running: ` +
       'where it is more than a few percent, other work on the machine, not the webhook, set the tail latencies.',
