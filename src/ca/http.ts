@@ -3,8 +3,10 @@
 // ready → token (TokenReview) → per-identity rate limit → body → CSR → sign. The identity is the
 // token's ServiceAccount; the CSR only contributes its public key. The CSR check and the signature
 // run synchronously on purpose: together well under a millisecond, less than a hand-off to a worker.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Request, type Response, type Router } from 'express';
+import { withRawRoutes } from '../controlplane/mesh-server.ts';
 import { AuthenticationError, type Caller } from '../identity/token-review.ts';
 import { SpiffeIdError, formatWorkloadId } from '../identity/spiffe.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -44,15 +46,6 @@ export interface CaRouterOptions {
   bodyLimitBytes?: number;
 }
 
-/** Who is asking, for logs: everything but the token. */
-interface RequestContext {
-  namespace?: string;
-  serviceAccount?: string;
-  pod?: string;
-  identity?: string;
-  remoteAddress?: string;
-}
-
 interface Authorized {
   signer: FastLeafSigner;
   caller: Caller;
@@ -68,8 +61,8 @@ interface Refusal {
   level?: 'warn' | 'error';
 }
 
-function bearerToken(req: Request): string | undefined {
-  const header = req.get('authorization');
+function bearerToken(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
   if (header === undefined) return undefined;
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   if (!match) throw new AuthenticationError('missing_token', 'the Authorization header must be "Bearer <ServiceAccount token>"');
@@ -80,9 +73,19 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** RFC 3339 in UTC, whole seconds (X.509 times carry no fractions). */
-function rfc3339(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+/** RFC 3339 in UTC, whole seconds (X.509 times carry no fractions), from an ISO string. */
+function rfc3339(iso: string): string {
+  // toISOString() is always YYYY-MM-DDTHH:mm:ss.sssZ for the years a certificate can have.
+  return iso.endsWith('Z') && iso.length === 24 ? `${iso.slice(0, 19)}Z` : iso.replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** Bytes of a JSON error body and its headers: what express's res.status().json() sent, without express. */
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const json = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(json));
+  res.end(json);
 }
 
 class BodyError extends Error {
@@ -101,7 +104,7 @@ class BodyError extends Error {
  * sends form-urlencoded; this endpoint only speaks JSON). UTF-8 only, as RFC 8259 requires; no
  * content encodings. A declared length over the limit is refused before anything is read.
  */
-function readJsonBody(req: Request, limit: number): Promise<unknown> {
+function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const encoding = req.headers['content-encoding'];
     if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
@@ -156,36 +159,60 @@ function readJsonBody(req: Request, limit: number): Promise<unknown> {
 export function caRouter(opts: CaRouterOptions): Router {
   const { metrics } = opts;
   const log = opts.logger;
-  const router = express.Router();
+  const bodyLimit = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
 
-  const contextOf = (req: Request, res: Response): RequestContext => {
-    const authorized = res.locals.ca as Authorized | undefined;
-    return {
-      namespace: authorized?.caller.namespace,
-      serviceAccount: authorized?.caller.serviceAccount,
-      pod: authorized?.caller.podName,
-      identity: authorized?.identity,
-      remoteAddress: req.socket.remoteAddress,
-    };
-  };
-
-  const refuse = (req: Request, res: Response, refusal: Refusal): void => {
+  const refuse = (req: IncomingMessage, res: ServerResponse, refusal: Refusal, who?: Authorized): void => {
     metrics.refused.inc({ reason: refusal.code });
     log[refusal.level ?? 'warn']('certificate request refused', {
-      ...contextOf(req, res),
+      namespace: who?.caller.namespace,
+      serviceAccount: who?.caller.serviceAccount,
+      pod: who?.caller.podName,
+      identity: who?.identity,
+      remoteAddress: req.socket.remoteAddress,
       reason: refusal.code,
       status: refusal.status,
       // Not `message`: winston would append it to the log message.
       detail: refusal.message,
     });
-    if (refusal.retryAfterSeconds !== undefined) res.set('retry-after', String(refusal.retryAfterSeconds));
+    if (refusal.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(refusal.retryAfterSeconds));
     // RFC 6750 3.1: no error code when the request carried no credentials at all.
-    if (refusal.status === 401) res.set('www-authenticate', refusal.code === 'missing_token' ? 'Bearer realm="cinch-ca"' : 'Bearer realm="cinch-ca", error="invalid_token"');
-    res.status(refusal.status).json({ error: { code: refusal.code, message: refusal.message } });
+    if (refusal.status === 401) res.setHeader('www-authenticate', refusal.code === 'missing_token' ? 'Bearer realm="cinch-ca"' : 'Bearer realm="cinch-ca", error="invalid_token"');
+    sendJson(res, refusal.status, { error: { code: refusal.code, message: refusal.message } });
   };
 
-  // Readiness, authentication and rate limit: all before the body is read.
-  const authorize = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+  // The SPIFFE ID of the last caller seen: callers come from the authenticator's cache, so the same
+  // object comes back for every request of a token's 10 s window. Checked field by field, not trusted.
+  let lastCaller: { namespace: string; serviceAccount: string; identity: string } | undefined;
+  const identityOf = (caller: Caller): string => {
+    const last = lastCaller;
+    if (last !== undefined && last.namespace === caller.namespace && last.serviceAccount === caller.serviceAccount) return last.identity;
+    const identity = formatWorkloadId({ trustDomain: opts.trustDomain, namespace: caller.namespace, serviceAccount: caller.serviceAccount });
+    lastCaller = { namespace: caller.namespace, serviceAccount: caller.serviceAccount, identity };
+    return identity;
+  };
+
+  // The trust bundle as JSON, rebuilt whenever the roots change (compared root by root, so an
+  // array changed in place is seen too).
+  let bundleRoots: readonly string[] = [];
+  let bundleJson = '[]';
+  const trustBundleJson = (): string => {
+    const roots = opts.trustBundle();
+    let same = roots.length === bundleRoots.length;
+    for (let i = 0; same && i < roots.length; i++) same = roots[i] === bundleRoots[i];
+    if (!same) {
+      bundleRoots = [...roots];
+      bundleJson = JSON.stringify(bundleRoots);
+    }
+    return bundleJson;
+  };
+
+  /**
+   * POST /v1/certificates, on plain node:http objects: the mesh server calls it directly for this
+   * exact path (express's router, res.json and friends cost more per request than the JSON itself),
+   * and express serves it for every other spelling of the path. Readiness, authentication and rate
+   * limit come before the body is read.
+   */
+  const issue = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const signer = opts.signer();
     if (!signer) {
       return refuse(req, res, {
@@ -212,29 +239,28 @@ export function caRouter(opts: CaRouterOptions): Router {
     }
     let identity: string;
     try {
-      identity = formatWorkloadId({ trustDomain: opts.trustDomain, namespace: caller.namespace, serviceAccount: caller.serviceAccount });
+      identity = identityOf(caller);
     } catch (err) {
       if (!(err instanceof SpiffeIdError)) throw err;
       return refuse(req, res, { status: 403, code: 'identity_not_allowed', message: `no SPIFFE ID for this ServiceAccount: ${err.message}` });
     }
-    res.locals.ca = { signer, caller, identity } satisfies Authorized;
+    const who: Authorized = { signer, caller, identity };
     const decision = opts.rateLimiter.take(identity);
     if (!decision.allowed) {
       const seconds = retryAfterSeconds(decision.retryAfterMs);
-      return refuse(req, res, {
-        status: 429,
-        code: 'rate_limited',
-        message: `too many certificate requests for ${identity}; retry in ${seconds} s`,
-        retryAfterSeconds: seconds,
-      });
+      return refuse(
+        req,
+        res,
+        {
+          status: 429,
+          code: 'rate_limited',
+          message: `too many certificate requests for ${identity}; retry in ${seconds} s`,
+          retryAfterSeconds: seconds,
+        },
+        who,
+      );
     }
-    next();
-  };
 
-  const bodyLimit = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
-
-  const issue = async (req: Request, res: Response): Promise<void> => {
-    const { signer, caller, identity } = res.locals.ca as Authorized;
     let body: unknown;
     try {
       body = await readJsonBody(req, bodyLimit);
@@ -242,14 +268,14 @@ export function caRouter(opts: CaRouterOptions): Router {
       if (!(err instanceof BodyError)) throw err;
       if (err.status === 0) return; // the client went away; nobody to answer
       // An unread remainder is not worth reading just to keep the connection.
-      if (err.status === 413) res.set('connection', 'close');
-      return refuse(req, res, { status: err.status, code: err.code, message: err.message });
+      if (err.status === 413) res.setHeader('connection', 'close');
+      return refuse(req, res, { status: err.status, code: err.code, message: err.message }, who);
     }
     if (!isPlainObject(body)) {
-      return refuse(req, res, { status: 400, code: 'bad_request', message: 'the body must be a JSON object: {"csr": "<PEM>", "ttlSeconds": <optional>}' });
+      return refuse(req, res, { status: 400, code: 'bad_request', message: 'the body must be a JSON object: {"csr": "<PEM>", "ttlSeconds": <optional>}' }, who);
     }
     if (typeof body.csr !== 'string' || body.csr.trim() === '') {
-      return refuse(req, res, { status: 400, code: 'bad_request', message: '"csr" is missing: it must be a PEM PKCS#10 certificate request' });
+      return refuse(req, res, { status: 400, code: 'bad_request', message: '"csr" is missing: it must be a PEM PKCS#10 certificate request' }, who);
     }
     const started = performance.now();
     let leaf;
@@ -258,11 +284,12 @@ export function caRouter(opts: CaRouterOptions): Router {
       leaf = signer.sign({ csr, spiffeId: identity, ttlSeconds: body.ttlSeconds });
     } catch (err) {
       if (!(err instanceof CaError)) throw err;
-      return refuse(req, res, { status: err.status, code: err.code, message: err.message, level: err.status >= 500 ? 'error' : 'warn' });
+      return refuse(req, res, { status: err.status, code: err.code, message: err.message, level: err.status >= 500 ? 'error' : 'warn' }, who);
     }
     const signingSeconds = (performance.now() - started) / 1000;
-    // Written directly: express's res.json/res.send machinery costs more than the JSON itself.
-    const json = JSON.stringify({ certChain: leaf.certChain, trustBundle: opts.trustBundle(), notAfter: rfc3339(leaf.notAfter) });
+    const notAfter = leaf.notAfter.toISOString();
+    // The same text JSON.stringify({ certChain, trustBundle, notAfter }) gives, the bundle part built once.
+    const json = `{"certChain":${JSON.stringify(leaf.certChain)},"trustBundle":${trustBundleJson()},"notAfter":"${rfc3339(notAfter)}"}`;
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(json) });
     res.end(json);
     // Bookkeeping after the answer is on its way: the audit line and metrics (~50 µs, mostly the
@@ -275,12 +302,13 @@ export function caRouter(opts: CaRouterOptions): Router {
       pod: caller.podName,
       identity,
       serial: leaf.serialNumber,
-      notAfter: leaf.notAfter.toISOString(),
+      notAfter,
       remoteAddress: req.socket.remoteAddress,
     });
   };
 
-  router.post(CERTIFICATES_PATH, authorize, issue);
+  const router = express.Router();
+  router.post(CERTIFICATES_PATH, (req: Request, res: Response) => issue(req, res));
 
   router.get(TRUST_BUNDLE_PATH, (_req, res) => {
     const roots = opts.trustBundle();
@@ -299,5 +327,5 @@ export function caRouter(opts: CaRouterOptions): Router {
   };
   router.all(CERTIFICATES_PATH, allow('POST'));
   router.all(TRUST_BUNDLE_PATH, allow('GET, HEAD'));
-  return router;
+  return withRawRoutes(router, [{ method: 'POST', path: CERTIFICATES_PATH, handle: issue }]);
 }

@@ -2,6 +2,7 @@
 // authenticate with a bearer token (a pod asking for its first certificate has none to present),
 // so client certificates are requested but not required; routers that need mTLS (the config
 // stream) check `req.socket.authorized` and the peer's SPIFFE ID (see peerSpiffeId).
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -15,7 +16,7 @@ export interface MeshServerOptions {
   cert: string | Buffer;
   /** Roots client certificates must chain to for `req.socket.authorized` to be true. */
   trustBundle: readonly string[];
-  /** Mounted at `/` in order; each serves its own paths. */
+  /** Mounted at `/` in order; each serves its own paths (and its raw routes, see withRawRoutes). */
   routers: readonly Router[];
   logger: Logger;
   registry: Registry;
@@ -35,6 +36,30 @@ export interface MeshServer {
   setCredentials(key: string | Buffer, cert: string | Buffer, trustBundle: readonly string[]): void;
   /** Stops accepting, signals `closing`, lets in-flight requests finish (up to `graceMs`), then closes everything. */
   close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * A hot route served without express: the mesh server hands a request whose method and URL are
+ * exactly these straight to `handle`, with the same request metrics, closing behaviour and JSON 500
+ * as a routed one. The router should serve the same route too (other spellings of the path, a query
+ * string, … still go through express). The handler gets plain node:http objects: no res.locals.
+ */
+export interface RawRoute {
+  readonly method: string;
+  readonly path: string;
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
+}
+
+const RAW_ROUTES = Symbol('cinch.meshServer.rawRoutes');
+
+/** Attaches raw routes to a router, for the mesh server to serve ahead of express. */
+export function withRawRoutes<T extends Router>(router: T, routes: readonly RawRoute[]): T {
+  Object.defineProperty(router, RAW_ROUTES, { value: routes, enumerable: false });
+  return router;
+}
+
+function rawRoutesOf(router: Router): readonly RawRoute[] {
+  return (router as Router & { [RAW_ROUTES]?: readonly RawRoute[] })[RAW_ROUTES] ?? [];
 }
 
 /** The mesh server's closing signal for a request handled on it. */
@@ -133,13 +158,56 @@ export function createMeshServer(opts: MeshServerOptions): MeshServer {
     res.status(500).json(errorBody('internal', 'internal error; the control plane logged the details'));
   });
 
+  // Raw routes, by exact URL then method; the first router to claim one wins, as with express.
+  const raw = new Map<string, Map<string, RawRoute>>();
+  for (const router of opts.routers) {
+    for (const route of rawRoutesOf(router)) {
+      let byMethod = raw.get(route.path);
+      if (!byMethod) raw.set(route.path, (byMethod = new Map<string, RawRoute>()));
+      if (!byMethod.has(route.method)) byMethod.set(route.method, route);
+    }
+  }
+  const rawFailed = (route: RawRoute, req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+    // As the express error handler below: logged, never a stack trace to the client.
+    log.error('request failed', { method: req.method, path: route.path, err });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const json = JSON.stringify(errorBody('internal', 'internal error; the control plane logged the details'));
+    res.statusCode = 500;
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.setHeader('content-length', Buffer.byteLength(json));
+    res.end(json);
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const route = req.url === undefined || req.method === undefined ? undefined : raw.get(req.url)?.get(req.method);
+    if (route === undefined) {
+      app(req, res);
+      return;
+    }
+    if (closer.signal.aborted) res.setHeader('connection', 'close');
+    res.on('finish', () => {
+      requests.inc({ route: route.path, code: String(res.statusCode) });
+      if (closer.signal.aborted) setImmediate(() => server.closeIdleConnections());
+    });
+    let pending: Promise<void> | void;
+    try {
+      pending = route.handle(req, res);
+    } catch (err) {
+      rawFailed(route, req, res, err);
+      return;
+    }
+    if (pending) pending.catch((err: unknown) => rawFailed(route, req, res, err));
+  };
+
   const server = https.createServer(
     {
       ...secureContextOptions(opts.key, opts.cert, opts.trustBundle),
       requestCert: true,
       rejectUnauthorized: false,
     },
-    app,
+    raw.size === 0 ? app : onRequest,
   );
   server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 60_000;
   // Time to receive a whole request (headers and body): a slow client cannot hold a socket open
