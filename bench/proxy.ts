@@ -72,7 +72,7 @@ const { values: args } = parseArgs({
     /** Run the Cinch proxies from their TypeScript sources instead of bundled JavaScript as shipped (for comparison). */
     'from-source': { type: 'boolean', default: false },
     /** Node flags for the Cinch proxies, space-separated: by default those `cinch proxy` runs with (PROXY_NODE_FLAGS in bin/cinch.js). */
-    'proxy-node-flags': { type: 'string', default: '--max-semi-space-size=2' },
+    'proxy-node-flags': { type: 'string', default: '--max-semi-space-size=4' },
     // Child roles.
     dir: { type: 'string' },
     port: { type: 'string' },
