@@ -296,7 +296,10 @@ export function caRouter(opts: CaRouterOptions): Router {
     // logger) overlap with the network and the client instead of adding to every request's latency.
     metrics.signingDuration.observe(signingSeconds);
     metrics.issued.inc();
-    log.info('certificate issued', {
+    // One record object rather than (message, meta): winston's single-argument path skips the splat
+    // scan of the message and a copy of the fields; the JSON line is the same (keys are sorted).
+    log.info({
+      message: 'certificate issued',
       namespace: caller.namespace,
       serviceAccount: caller.serviceAccount,
       pod: caller.podName,
