@@ -206,6 +206,20 @@ export function caRouter(opts: CaRouterOptions): Router {
     return bundleJson;
   };
 
+  // The chain after the leaf (intermediates, root) as JSON, likewise rebuilt only when it changes.
+  let chainTail: readonly string[] = [];
+  let chainTailJson = '';
+  const certChainJson = (chain: readonly string[]): string => {
+    if (chain.length === 0) return '[]';
+    let same = chain.length === chainTail.length + 1;
+    for (let i = 1; same && i < chain.length; i++) same = chain[i] === chainTail[i - 1];
+    if (!same) {
+      chainTail = chain.slice(1);
+      chainTailJson = chainTail.map((pem) => `,${JSON.stringify(pem)}`).join('');
+    }
+    return `[${JSON.stringify(chain[0])}${chainTailJson}]`;
+  };
+
   /**
    * POST /v1/certificates, on plain node:http objects: the mesh server calls it directly for this
    * exact path (express's router, res.json and friends cost more per request than the JSON itself),
@@ -288,8 +302,8 @@ export function caRouter(opts: CaRouterOptions): Router {
     }
     const signingSeconds = (performance.now() - started) / 1000;
     const notAfter = leaf.notAfter.toISOString();
-    // The same text JSON.stringify({ certChain, trustBundle, notAfter }) gives, the bundle part built once.
-    const json = `{"certChain":${JSON.stringify(leaf.certChain)},"trustBundle":${trustBundleJson()},"notAfter":"${rfc3339(notAfter)}"}`;
+    // The same text JSON.stringify({ certChain, trustBundle, notAfter }) gives; only the leaf and the date are new.
+    const json = `{"certChain":${certChainJson(leaf.certChain)},"trustBundle":${trustBundleJson()},"notAfter":"${rfc3339(notAfter)}"}`;
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(json) });
     res.end(json);
     // Bookkeeping after the answer is on its way: the audit line and metrics (~50 µs, mostly the

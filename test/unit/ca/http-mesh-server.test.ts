@@ -13,7 +13,7 @@ import { createRootCa } from '../../../src/ca/create.ts';
 import { FastLeafSigner } from '../../../src/ca/fast-signer.ts';
 import { loadCaMaterial } from '../../../src/ca/material.ts';
 import type { CaMaterial } from '../../../src/ca/material.ts';
-import { closingSignal, createMeshServer, peerSpiffeId, type MeshServer } from '../../../src/controlplane/mesh-server.ts';
+import { closingSignal, createMeshServer, peerSpiffeId, withRawRoutes, type MeshServer } from '../../../src/controlplane/mesh-server.ts';
 import { issueServingCertificate, type ServingCertificate } from '../../../src/controlplane/serving-cert.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
 import { createRegistry } from '../../../src/telemetry/metrics.ts';
@@ -226,4 +226,56 @@ test('close(): streams end on the closing signal; a stuck response is cut after 
   const cut = await stuck;
   assert.ok(cut instanceof Error || cut.text === 'partial', 'the stuck response was cut');
   await mesh.close(); // idempotent
+});
+
+test('raw routes: served ahead of express for their exact URL and method, with the same metrics, JSON 500 and drain', async () => {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let entered!: () => void;
+  const inFlight = new Promise<void>((r) => (entered = r));
+  let rawCalls = 0;
+  const routed = express.Router().post('/hot', (_req, res) => void res.json({ via: 'express' }));
+  withRawRoutes(routed, [
+    {
+      method: 'POST',
+      path: '/hot',
+      handle: async (req, res) => {
+        rawCalls++;
+        if (req.headers['x-fail'] === 'sync') throw new Error('secret internals at /srv/hot.ts:1');
+        if (req.headers['x-wait'] === '1') {
+          entered();
+          await released;
+        }
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"via":"raw"}');
+      },
+    },
+  ]);
+  const registry = createRegistry();
+  const mesh = createMeshServer({ key: serving.keyPem, cert: serving.certChainPem, trustBundle: ca.trustBundle, routers: [routed], logger: quietLogger(), registry });
+  const port = await mesh.listen(0, '127.0.0.1');
+  try {
+    assert.equal(JSON.parse((await get(port, '/hot', {}, '{}')).text).via, 'raw');
+    assert.equal(JSON.parse((await get(port, '/hot?x=1', {}, '{}')).text).via, 'express', 'not the exact URL: express routes it');
+    assert.equal(rawCalls, 1);
+    const failed = await get(port, '/hot', { headers: { 'x-fail': 'sync' } }, '{}');
+    assert.equal(failed.status, 500);
+    assert.deepEqual(JSON.parse(failed.text), { error: { code: 'internal', message: 'internal error; the control plane logged the details' } });
+    const metrics = await registry.metrics();
+    assert.match(metrics, /^cinch_mesh_server_requests_total\{[^}]*route="\/hot"[^}]*code="200"[^}]*\} 2$/m);
+    assert.match(metrics, /^cinch_mesh_server_requests_total\{[^}]*route="\/hot"[^}]*code="500"[^}]*\} 1$/m);
+
+    const slowReply = get(port, '/hot', { headers: { 'x-wait': '1' } }, '{}');
+    await inFlight;
+    const closed = mesh.close(5_000);
+    release();
+    const reply = await slowReply;
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers.connection, 'close');
+    await closed;
+  } finally {
+    release();
+    await mesh.close(100);
+  }
 });

@@ -163,6 +163,40 @@ test('a CSR naming the caller gets a chain to the root, the trust bundle and not
   assert.match(opensslVerify(certChain[0], trustBundle.join(''), certChain.slice(1, -1).join('')), /OK/);
 });
 
+test('the response text is exactly JSON.stringify of its fields, and follows a change of chain or roots', async () => {
+  const csr = await ecCsr();
+  const first = await post({ csr });
+  assert.equal(first.status, 200, first.text);
+  const { certChain, trustBundle, notAfter } = first.json;
+  assert.equal(first.text, JSON.stringify({ certChain, trustBundle, notAfter }));
+  assert.equal(Number(first.headers['content-length']), Buffer.byteLength(first.text));
+  // A new CA (as after a rotation): the cached chain and bundle JSON must not outlive it.
+  const saved = material;
+  try {
+    material = loadCaMaterial((await createRootAndIntermediate({ trustDomain: TD })).files);
+    signer = new FastLeafSigner(material);
+    const second = await post({ csr });
+    assert.equal(second.status, 200, second.text);
+    assert.deepEqual(second.json.certChain.slice(1), [...material.chainPems]);
+    assert.deepEqual(second.json.trustBundle, [...material.trustBundle]);
+    assert.equal(second.text, JSON.stringify({ certChain: second.json.certChain, trustBundle: second.json.trustBundle, notAfter: second.json.notAfter }));
+  } finally {
+    material = saved;
+    signer = new FastLeafSigner(material);
+  }
+});
+
+test('other spellings of the path (query string, trailing slash) are served by the router the same way', async () => {
+  const csr = await ecCsr();
+  for (const path of ['/v1/certificates?x=1', '/v1/certificates/']) {
+    const reply = await call({ path, token: WEB, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csr }) });
+    assert.equal(reply.status, 200, `${path}: ${reply.text}`);
+    assert.equal(new X509Certificate(reply.json.certChain[0]).subjectAltName, `URI:${WEB_ID}`);
+    assertError(await call({ path, token: WEB, body: '[1]' }), 400, 'bad_request', /JSON object/);
+  }
+  assertError(await call({ path: '/v1/certificates?x=1', body: '{}' }), 401, 'missing_token');
+});
+
 test('a CSR without SANs gets the token’s identity; ttlSeconds is honoured', async () => {
   const reply = await post({ csr: await ecCsr(), ttlSeconds: 600 });
   assert.equal(reply.status, 200, reply.text);
