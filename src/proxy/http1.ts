@@ -27,6 +27,8 @@ const DENIED_BODY = 'RBAC: access denied';
 const UNAVAILABLE_BODY = 'upstream connect error or disconnect/reset before headers';
 const REQUEST_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade']);
+/** Never removed because a Connection header names them: the bytes we splice are framed by them (and Host is what the policy saw). */
+const KEEP = new Set(['content-length', 'transfer-encoding', 'host']);
 
 // tchar (RFC 9110 §5.6.2)
 const TCHAR = new Uint8Array(256);
@@ -114,9 +116,11 @@ export function parseRequestHead(buf: Buffer): RequestHead | 'more' | 'other' {
       const token = t.trim().toLowerCase();
       if (token === 'close') close = true;
       else if (token === 'upgrade') return 'other';
-      else if (token && token !== 'keep-alive') (named ??= new Set()).add(token);
+      else if (token && token !== 'keep-alive' && !KEEP.has(token)) (named ??= new Set()).add(token);
     }
   }
+  // node:http answers 400 to an HTTP/1.1 request without Host; the policy must not see host ''.
+  if (headers.host === undefined) return 'other';
   const forward: string[] = [];
   for (let k = 0; k < raw.length; k += 2) {
     const lower = raw[k].toLowerCase();
@@ -143,7 +147,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
   const end = buf.indexOf(CRLFCRLF);
   if (end < 0) return buf.length > MAX_RESPONSE_HEAD ? new Error('response head too long') : 'more';
   const lines = buf.toString('latin1', 0, end).split('\r\n');
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n\0]*))?$/.exec(lines[0]);
   if (!m) return new Error('not an HTTP/1.x response');
   const status = Number(m[2]);
   const http10 = m[1] === '0';
@@ -154,6 +158,8 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
   const fields: [string, string, string][] = [];
   for (let k = 1; k < lines.length; k++) {
     const line = lines[k];
+    // A CR, LF or NUL left inside a line would reach the client as a different head than the one we framed.
+    if (/[\r\n\0]/.test(line)) return new Error('malformed response header');
     const colon = line.indexOf(':');
     if (colon <= 0 || line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) return new Error('malformed response header');
     const name = line.slice(0, colon);
@@ -169,7 +175,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
     } else if (lower === 'connection') connection += `,${value.toLowerCase()}`;
     fields.push([name, lower, value]);
   }
-  const tokens = connection.split(',').map((t) => t.trim());
+  const tokens = connection.split(',').map((t) => t.trim()).filter((t) => !KEEP.has(t));
   const appCloses = tokens.includes('close') || (http10 && !tokens.includes('keep-alive'));
   let framing: ResponseHead['framing'];
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) framing = 'none';

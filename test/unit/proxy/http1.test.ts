@@ -25,7 +25,7 @@ describe('parseRequestHead', () => {
     assert.equal(h.close, false);
     assert.deepEqual(h.forward, ['Host', 'httpbin.foo', 'X-Token', 'a b', 'Content-Length', '3']);
     assert.equal(h.length, Buffer.byteLength('GET /a/b?x=1 HTTP/1.1\r\nHost: httpbin.foo\r\nX-Token:  a b \r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\nx-forwarded-client-cert: URI=evil\r\nContent-Length: 3\r\n\r\n'));
-    const c = head('GET / HTTP/1.1\r\nconnection: close\r\n\r\n');
+    const c = head('GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
     assert.ok(typeof c === 'object' && c.close);
   });
 
@@ -42,6 +42,7 @@ describe('parseRequestHead', () => {
       'POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n',
       'GET / HTTP/1.1\r\nhost: a\r\nHost: b\r\n\r\n',
       'GET / HTTP/1.0\r\n\r\n',
+      'GET / HTTP/1.1\r\nconnection: close\r\n\r\n', // no Host: node:http answers 400
       'GET http://a/ HTTP/1.1\r\n\r\n',
       'CONNECT a:443 HTTP/1.1\r\n\r\n',
       'OPTIONS * HTTP/1.1\r\n\r\n',
@@ -212,5 +213,109 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
   it('sets XFCC only from a verified peer (plaintext: none, whatever the caller sent)', async () => {
     const text = await exchange('GET /x HTTP/1.1\r\nhost: h\r\nx-forwarded-client-cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\nconnection: close\r\n\r\n');
     assert.match(text, /x-echo-xfcc: none/i);
+  });
+});
+
+describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
+  let app: http.Server;
+  let raw: net.Server;
+  let proxy: InboundProxy;
+  let rawProxy: InboundProxy;
+  let port = 0;
+  let rawPort = 0;
+  const seen: string[] = [];
+  const rawSeen: string[] = [];
+  const deny = (r: AuthzRequest): AuthzDecision =>
+    r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
+  // Canned responses of a buggy or hostile app, by request path.
+  const canned: Record<string, string> = {
+    '/conn-cl': 'HTTP/1.1 200 OK\r\nconnection: content-length\r\ncontent-length: 5\r\n\r\nhello',
+    '/conn-te': 'HTTP/1.1 200 OK\r\nconnection: transfer-encoding\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    '/bare-lf': 'HTTP/1.1 200 OK\r\nx-a: 1\ncontent-length: 40\r\ncontent-length: 0\r\n\r\n',
+  };
+
+  before(async () => {
+    app = http.createServer((req, res) => {
+      let body = '';
+      req.setEncoding('latin1');
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => {
+        seen.push(`${req.method} ${req.url} ${body.length} host=${req.headers.host ?? '-'}`);
+        res.end(`${req.method} ${req.url} ${body.length}`);
+      });
+    });
+    raw = net.createServer((s) => {
+      let buf = '';
+      s.on('error', () => {});
+      s.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        let end;
+        while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+          const line = buf.slice(0, buf.indexOf('\r\n'));
+          buf = buf.slice(end + 4);
+          rawSeen.push(line);
+          const path = line.split(' ')[1];
+          s.write(canned[path] ?? 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+        }
+      });
+    });
+    const appPort = await listen(app);
+    const rawAppPort = await listen(raw);
+    const config = (): InboundConfig => ({
+      trustDomain: 'cluster.local',
+      workload: { name: 'httpbin', namespace: 'foo', labels: {} },
+      modeForPort: () => 'PERMISSIVE',
+      authorize: deny,
+    });
+    proxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: appPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
+    ({ port } = await proxy.listen(0, '127.0.0.1'));
+    rawProxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: rawAppPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
+    ({ port: rawPort } = await rawProxy.listen(0, '127.0.0.1'));
+  });
+  after(async () => {
+    await proxy.close();
+    await rawProxy.close();
+    app.closeAllConnections();
+    await closeServer(app);
+    await closeServer(raw);
+  });
+
+  async function exchange(to: number, bytes: string): Promise<string> {
+    const socket = net.connect(to, '127.0.0.1');
+    const result = collect(socket);
+    socket.write(bytes);
+    return (await result).data.toString('latin1');
+  }
+  const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+  it('never lets Connection: content-length turn an allowed body into a denied request at the app', async () => {
+    seen.length = 0;
+    const smuggled = 'GET /admin/secret HTTP/1.1\r\nhost: h\r\n\r\n';
+    const out = await exchange(port, `POST /ok HTTP/1.1\r\nhost: h\r\nconnection: content-length\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}` + 'GET /z HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!seen.some((s) => s.includes('/admin')), JSON.stringify([seen, out]));
+    assert.ok(seen.includes(`POST /ok ${smuggled.length} host=h`), JSON.stringify(seen));
+  });
+
+  it('answers a request without Host as node:http does (400): the policy never sees host "" and the app never sees it', async () => {
+    rawSeen.length = 0;
+    const text = await exchange(rawPort, 'GET /nohost HTTP/1.1\r\nconnection: close\r\n\r\n');
+    assert.deepEqual(statuses(text), [400]);
+    assert.deepEqual(rawSeen, []);
+  });
+
+  it('keeps the framing headers of a response even when its Connection header names them', async () => {
+    for (const path of ['/conn-cl', '/conn-te']) {
+      const text = await exchange(rawPort, `GET ${path} HTTP/1.1\r\nhost: h\r\n\r\nGET /next HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n`);
+      // A client must be able to tell where the first response ends.
+      assert.match(text, /^HTTP\/1\.1 200 OK\r\n(?:[^\r]*\r\n)*?(content-length: 5|transfer-encoding: chunked)\r\n/i, `${path}: ${JSON.stringify(text)}`);
+      assert.deepEqual(statuses(text), [200, 200], path);
+    }
+  });
+
+  it('refuses a response head with a bare LF or CR instead of passing it to the client', async () => {
+    const text = await exchange(rawPort, 'GET /bare-lf HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    assert.deepEqual(statuses(text), [503]);
+    assert.ok(!/x-a: 1\n/.test(text), JSON.stringify(text));
   });
 });
