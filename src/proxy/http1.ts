@@ -36,6 +36,7 @@ for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
 for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Origin-form target: pchar, "/", "?" and "%" (RFC 3986); anything else goes to node:http.
 const TARGET = new Uint8Array(256);
 for (const c of "-._~!$&'()*+,;=:@/?%") TARGET[c.charCodeAt(0)] = 1;
@@ -147,7 +148,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
   const end = buf.indexOf(CRLFCRLF);
   if (end < 0) return buf.length > MAX_RESPONSE_HEAD ? new Error('response head too long') : 'more';
   const lines = buf.toString('latin1', 0, end).split('\r\n');
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: ([^\r\n\0]*))?$/.exec(lines[0]);
+  const m = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: ([^\r\n\0]*))?$/.exec(lines[0]);
   if (!m) return new Error('not an HTTP/1.x response');
   const status = Number(m[2]);
   const http10 = m[1] === '0';
@@ -163,6 +164,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
     const colon = line.indexOf(':');
     if (colon <= 0 || line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) return new Error('malformed response header');
     const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return new Error('malformed response header');
     const lower = name.toLowerCase();
     const value = line.slice(colon + 1).trim();
     if (lower === 'content-length') {

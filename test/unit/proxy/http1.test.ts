@@ -232,6 +232,8 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     '/conn-cl': 'HTTP/1.1 200 OK\r\nconnection: content-length\r\ncontent-length: 5\r\n\r\nhello',
     '/conn-te': 'HTTP/1.1 200 OK\r\nconnection: transfer-encoding\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
     '/bare-lf': 'HTTP/1.1 200 OK\r\nx-a: 1\ncontent-length: 40\r\ncontent-length: 0\r\n\r\n',
+    '/status-099': 'HTTP/1.1 099 Odd\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+    '/space-colon': 'HTTP/1.1 200 OK\r\ncontent-length : 2\r\ncontent-length: 0\r\n\r\n',
   };
 
   before(async () => {
@@ -317,5 +319,12 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     const text = await exchange(rawPort, 'GET /bare-lf HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
     assert.deepEqual(statuses(text), [503]);
     assert.ok(!/x-a: 1\n/.test(text), JSON.stringify(text));
+  });
+
+  it('refuses a status outside 100-599 and a header name that is not a token (a client could frame them differently)', async () => {
+    for (const path of ['/status-099', '/space-colon']) {
+      const text = await exchange(rawPort, `GET ${path} HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n`);
+      assert.deepEqual(statuses(text), [503], `${path}: ${JSON.stringify(text)}`);
+    }
   });
 });
