@@ -250,11 +250,18 @@ export class ChunkedScanner {
           i++;
           break;
         case 6: // start of a trailer line, or the final CRLF
+          if (c === 0x0a || c === 0x00) throw new Error('bad trailer');
           this.state = c === 0x0d ? 8 : 7;
           i++;
           break;
-        case 7: // trailer line
-          if (c === 0x0a) this.state = 6;
+        case 7: // trailer line, CRLF-terminated like the head (the client must find the same end)
+          if (c === 0x0d) this.state = 9;
+          else if (c === 0x0a || c === 0x00) throw new Error('bad trailer');
+          i++;
+          break;
+        case 9: // LF after a trailer line
+          if (c !== 0x0a) throw new Error('bad trailer');
+          this.state = 6;
           i++;
           break;
         case 8: // LF that ends the body

@@ -111,6 +111,10 @@ describe('ChunkedScanner', () => {
   it('throws on bad framing', () => {
     assert.throws(() => new ChunkedScanner().scan(Buffer.from('zz\r\n'), 0));
     assert.throws(() => new ChunkedScanner().scan(Buffer.from('3\r\nabcX'), 0));
+    // Trailers end with CRLF, as the client's parser expects: a bare LF or CR would end the body elsewhere for it.
+    for (const bad of ['0\r\n\n\r\n', '0\r\nx: a\n\r\n', '0\r\nx: a\rb\r\n\r\n', '0\r\nx: a\x00\r\n\r\n']) {
+      assert.throws(() => new ChunkedScanner().scan(Buffer.from(bad, 'latin1'), 0), JSON.stringify(bad));
+    }
   });
 });
 
