@@ -67,6 +67,43 @@ interface OpenTcp {
   sent: number;
 }
 
+/** Distinct request label sets kept resolved at once; beyond it the cache starts over. */
+const MAX_CACHED_SERIES = 4096;
+
+// prom-client keeps each series as one entry object in `hashMap`, under a key made of the label names
+// (sorted) and values, and updates that object in place on inc()/observe() (lib/counter.js,
+// lib/histogram.js, lib/util.js fastHashObject). Only the per-request path below relies on that, and
+// it checks the entry is still the one under its key before each update.
+interface CounterEntry {
+  value: number;
+}
+interface HistogramEntry {
+  sum: number;
+  count: number;
+  bucketValues: Record<number, number>;
+}
+interface PromInternals<E> {
+  hashMap?: Record<string, E | undefined>;
+  sortedLabelNames?: readonly string[];
+}
+
+function promHash(metric: PromInternals<unknown>, labels: Readonly<Record<string, string>>): string {
+  let hash = '';
+  for (const name of metric.sortedLabelNames ?? []) hash += `${name}:${labels[name]},`;
+  return hash;
+}
+
+/** One request label set and the prom-client entries it resolved to (undefined until the first record). */
+class RequestSeries {
+  hash = '';
+  counted: CounterEntry | undefined = undefined;
+  observed: HistogramEntry | undefined = undefined;
+  readonly labels: Readonly<Record<HttpLabelName, string>>;
+  constructor(labels: Readonly<Record<HttpLabelName, string>>) {
+    this.labels = labels;
+  }
+}
+
 export class ProxyMetrics {
   readonly requests: Counter<HttpLabelName>;
   readonly duration: Histogram<HttpLabelName>;
@@ -75,6 +112,9 @@ export class ProxyMetrics {
   readonly tcpSent: Counter<PeerLabelName>;
   readonly tcpReceived: Counter<PeerLabelName>;
   private readonly open = new Set<OpenTcp>();
+  /** Request series by label values; bounded by MAX_CACHED_SERIES. */
+  private readonly series = new Map<string, RequestSeries>();
+  private readonly bounds: readonly number[] = ISTIO_DURATION_BUCKETS_MS;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -108,26 +148,69 @@ export class ProxyMetrics {
     });
   }
 
-  /** The series of one connection's requests; children are cached, so a request costs a map lookup. */
+  /**
+   * The series of one connection's requests. Each (labels, response code, protocol) combination is
+   * resolved once — per connection, and across connections through a bounded cache — to prom-client's
+   * own series entries, which a request then updates in place: no label object, no label hash string,
+   * no label validation per request (prom-client's `labels()` children redo all three on every call).
+   */
   httpSeries(peers: ConnectionPeers): HttpSeries {
     const base = peerValues(peers, 'http');
-    const grpcBase = { ...base, request_protocol: 'grpc' };
-    const cache = new Map<number, { inc: () => void; observe: (ms: number) => void }>();
+    const baseKey = labelKey(base);
+    const cache = new Map<number, RequestSeries>();
     return {
       record: (statusCode, grpc, durationMs) => {
         const key = statusCode * 2 + (grpc ? 1 : 0);
-        let child = cache.get(key);
-        if (!child) {
-          const values = { ...(grpc ? grpcBase : base), response_code: String(statusCode) };
-          const counter = this.requests.labels(values);
-          const histogram = this.duration.labels(values);
-          child = { inc: () => counter.inc(), observe: (ms) => histogram.observe(ms) };
-          cache.set(key, child);
+        let series = cache.get(key);
+        if (!series) {
+          series = this.requestSeries(base, baseKey, statusCode, grpc);
+          cache.set(key, series);
         }
-        child.inc();
-        child.observe(durationMs);
+        this.recordRequest(series, durationMs);
       },
     };
+  }
+
+  private requestSeries(base: PeerLabelValues, baseKey: string, statusCode: number, grpc: boolean): RequestSeries {
+    const code = String(statusCode);
+    const key = `${baseKey}${grpc ? 'grpc' : 'http'} ${code}`;
+    let series = this.series.get(key);
+    if (!series) {
+      // Label values come from peers (principals): past the bound, start over rather than grow.
+      if (this.series.size >= MAX_CACHED_SERIES) this.series.clear();
+      series = new RequestSeries({ ...base, request_protocol: grpc ? 'grpc' : base.request_protocol, response_code: code });
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  private recordRequest(series: RequestSeries, durationMs: number): void {
+    const counter = this.requests as unknown as PromInternals<CounterEntry>;
+    const histogram = this.duration as unknown as PromInternals<HistogramEntry>;
+    const counted = series.counted;
+    // The cached entries hold while prom-client still has them under their key (reset() replaces the
+    // map, remove() deletes the key); otherwise the public calls below record and re-resolve them.
+    if (counted !== undefined && counter.hashMap?.[series.hash] === counted) counted.value += 1;
+    else {
+      this.requests.inc(series.labels);
+      series.counted = counter.hashMap?.[(series.hash ||= promHash(counter, series.labels))];
+    }
+    const observed = series.observed;
+    if (observed !== undefined && Number.isFinite(durationMs) && histogram.hashMap?.[series.hash] === observed) {
+      observed.sum += durationMs;
+      observed.count += 1;
+      // As prom-client's observe(): the first bucket whose upper bound holds the value, none past the last.
+      const bounds = this.bounds;
+      for (let i = 0; i < bounds.length; i++) {
+        if (durationMs <= bounds[i]) {
+          observed.bucketValues[bounds[i]] += 1;
+          break;
+        }
+      }
+    } else {
+      this.duration.observe(series.labels, durationMs);
+      series.observed = histogram.hashMap?.[(series.hash ||= promHash(histogram, series.labels))];
+    }
   }
 
   /**
@@ -158,6 +241,11 @@ export class ProxyMetrics {
     entry.received = received;
     entry.sent = sent;
   }
+}
+
+/** The label values as one unambiguous string (values may hold any character a peer put in them). */
+function labelKey(values: PeerLabelValues): string {
+  return JSON.stringify(PEER_LABELS.map((name) => values[name]));
 }
 
 function peerValues(peers: ConnectionPeers, protocol: string): PeerLabelValues {
