@@ -422,6 +422,8 @@ class FastConn<C extends FastPathContext> {
   private headersTimer: NodeJS.Timeout | undefined;
   private ended = false;
   private finished = false;
+  /** Waiting for the client to read what we wrote (403s to pipelined requests) before reading more of it. */
+  private awaitingDrain = false;
   private readonly onData = (chunk: Buffer): void => this.data(chunk);
   private readonly onEnd = (): void => this.clientEnded();
   private readonly onClose = (): void => this.teardown();
@@ -506,6 +508,18 @@ class FastConn<C extends FastPathContext> {
   /** Takes the next request out of `buf`, if its head is complete. */
   private next(): void {
     while (!this.req && !this.finished && this.discard === 0 && this.buf.length > 0) {
+      if (this.socket.writableNeedDrain) {
+        // As node:http does: a client that pipelines without reading its responses is not read further.
+        this.socket.pause();
+        if (!this.awaitingDrain) {
+          this.awaitingDrain = true;
+          this.socket.once('drain', () => {
+            this.awaitingDrain = false;
+            this.next();
+          });
+        }
+        return;
+      }
       const head = parseRequestHead(this.buf);
       if (head === 'more') {
         this.headersTimer ??= setTimeout(() => this.headersTimedOut(), this.owner.opts.headersTimeoutMs);

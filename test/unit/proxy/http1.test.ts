@@ -229,8 +229,9 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
   let rawPort = 0;
   const seen: string[] = [];
   const rawSeen: string[] = [];
+  let authorized = 0;
   const deny = (r: AuthzRequest): AuthzDecision =>
-    r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
+    ++authorized > 0 && r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
   // Canned responses of a buggy or hostile app, by request path.
   const canned: Record<string, string> = {
     '/conn-cl': 'HTTP/1.1 200 OK\r\nconnection: content-length\r\ncontent-length: 5\r\n\r\nhello',
@@ -323,6 +324,28 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     const text = await exchange(rawPort, 'GET /bare-lf HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
     assert.deepEqual(statuses(text), [503]);
     assert.ok(!/x-a: 1\n/.test(text), JSON.stringify(text));
+  });
+
+  it('stops reading a client that pipelines denied requests without reading the 403s (memory stays bounded)', async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('connect', r));
+    socket.pause(); // never reads: every 403 the proxy writes past the kernel's buffers would sit in its memory
+    const one = 'GET /admin HTTP/1.1\r\nhost: h\r\n\r\n';
+    const batch = one.repeat(Math.ceil((1024 * 1024) / one.length));
+    const sent = 16 * (batch.length / one.length);
+    const before = authorized;
+    for (let k = 0; k < 16; k++) socket.write(batch);
+    // With backpressure the proxy stops once the socket buffers are full of 403s (~50k here); without it,
+    // it reads and answers all of them, holding ~50 MiB of 403s, and the count never settles early.
+    let last = -1;
+    for (let t = 0; t < 40 && authorized !== last; t++) {
+      last = authorized;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const denied = authorized - before;
+    socket.destroy();
+    assert.ok(authorized === last && denied < sent / 2, `${denied} of ${sent} pipelined requests answered to a client that reads nothing`);
   });
 
   it('refuses a status outside 100-599 and a header name that is not a token (a client could frame them differently)', async () => {
