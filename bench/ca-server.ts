@@ -568,7 +568,7 @@ function renderReport(r: {
     `| CSR check alone (\`checkCsr\`: PEM/DER, key import, ECDSA verify, SANs) | ${fmt(r.signer.checkOnlyPerSecond)} | ${fmt(checkUs)} | ${fmt(r.signer.checkOnlyPerSecond / cfsslBest, 1)}× |`,
     `| sign a checked CSR (\`FastLeafSigner.sign\`) | ${fmt(r.signer.signOnlyPerSecond)} | ${fmt(signUs)} | ${fmt(r.signer.signOnlyPerSecond / cfsslBest, 1)}× |`,
     '',
-    `Target ≥ 5,000/s for the signer alone: **${r.signer.signOnlyPerSecond >= 5000 ? 'met' : 'NOT met'}**.`,
+    `Target ≥ 5,000/s for the signer alone (signing a checked CSR, ${fmt(r.signer.signOnlyPerSecond)}/s): **${r.signer.signOnlyPerSecond >= 5000 ? 'met' : 'NOT met'}**; with the CSR check in front, ${fmt(r.signer.checkAndSignPerSecond)}/s is ${r.signer.checkAndSignPerSecond >= 5000 ? 'above' : 'below'} 5,000.`,
     '',
     '## Where Cinch\'s time goes (server CPU per certificate, highest concurrency)',
     '',
