@@ -808,6 +808,11 @@ class FastConn<C extends FastPathContext> {
 
   private clientEnded(): void {
     this.ended = true;
+    if (this.req && this.req.bodyLeft > 0) {
+      // The rest of the body will never come: the request cannot complete, so neither connection waits for it.
+      this.destroy();
+      return;
+    }
     if (!this.req && this.discard === 0) {
       if (this.buf.length === 0) this.finish();
       else this.next();

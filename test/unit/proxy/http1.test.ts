@@ -246,6 +246,9 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
       let body = '';
       req.setEncoding('latin1');
       req.on('data', (d: string) => (body += d));
+      req.on('close', () => {
+        if (!req.complete) seen.push(`aborted ${req.url}`);
+      });
       req.on('end', () => {
         seen.push(`${req.method} ${req.url} ${body.length} host=${req.headers.host ?? '-'}`);
         res.end(`${req.method} ${req.url} ${body.length}`);
@@ -346,6 +349,18 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     const denied = authorized - before;
     socket.destroy();
     assert.ok(authorized === last && denied < sent / 2, `${denied} of ${sent} pipelined requests answered to a client that reads nothing`);
+  });
+
+  it('gives up the app connection when the client half-closes before sending the whole body', async () => {
+    seen.length = 0;
+    const socket = net.connect(port, '127.0.0.1');
+    const result = collect(socket);
+    socket.end('POST /partial HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\n01234');
+    const closed = await Promise.race([result.then(() => true), new Promise((r) => setTimeout(() => r(false), 1000))]);
+    socket.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    // The request can never complete: neither the app connection nor the client's should wait for it.
+    assert.deepEqual([closed, seen], [true, ['aborted /partial']]);
   });
 
   it('refuses a status outside 100-599 and a header name that is not a token (a client could frame them differently)', async () => {
