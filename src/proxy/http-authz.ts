@@ -12,7 +12,7 @@ import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
 import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';
 import { spliceSockets } from './detect.ts';
-import { Http1FastPath } from './http1.ts';
+import { Http1FastPath, KEEP_WHEN_CONNECTION_NAMED } from './http1.ts';
 
 export const DENIED_BODY = 'RBAC: access denied';
 
@@ -103,7 +103,7 @@ function requestHeaders(raw: string[], connection: string | undefined, xfcc: str
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
       if (!(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue;
-    } else if (named?.has(lower)) continue;
+    } else if (named?.has(lower) && !KEEP_WHEN_CONNECTION_NAMED.has(lower)) continue; // Host is what the policy saw
     out.push(name, raw[i + 1]);
   }
   if (xfcc) out.push(XFCC, xfcc);

@@ -28,7 +28,8 @@ const UNAVAILABLE_BODY = 'upstream connect error or disconnect/reset before head
 const REQUEST_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade']);
 /** Never removed because a Connection header names them: the bytes we splice are framed by them (and Host is what the policy saw). */
-const KEEP = new Set(['content-length', 'transfer-encoding', 'host']);
+export const KEEP_WHEN_CONNECTION_NAMED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+const KEEP = KEEP_WHEN_CONNECTION_NAMED;
 
 // tchar (RFC 9110 §5.6.2)
 const TCHAR = new Uint8Array(256);

@@ -307,6 +307,13 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     assert.ok(seen.includes(`POST /ok ${smuggled.length} host=h`), JSON.stringify(seen));
   });
 
+  it('keeps Host when Connection names it on the node:http path too (a chunked upload goes there): the app sees the host the policy saw', async () => {
+    seen.length = 0;
+    const out = await exchange(port, 'POST /up HTTP/1.1\r\nhost: a.example\r\nconnection: host, close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    assert.deepEqual(statuses(out), [200]);
+    assert.deepEqual(seen, ['POST /up 5 host=a.example']);
+  });
+
   it('answers a request without Host as node:http does (400): the policy never sees host "" and the app never sees it', async () => {
     rawSeen.length = 0;
     const text = await exchange(rawPort, 'GET /nohost HTTP/1.1\r\nconnection: close\r\n\r\n');
