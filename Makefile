@@ -43,20 +43,20 @@ lint: deps
 	eslint .
 
 # One node --test run so the summary counts every test; the global setup starts and always stops the API server.
-# A file's process exits when its tests are done (--test-force-exit) and no single test may run past 10 minutes,
-# so a leaked timer or a stuck await fails the run instead of hanging it.
+# No single test may run past 10 minutes and the whole run past an hour, so a stuck await or a leaked handle fails
+# the run instead of hanging it. (Not --test-force-exit: it ends a file before tests registered after an await run.)
 test: deps typecheck lint
-	node --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts \
+	timeout --foreground 3600 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts \
 	  "test/unit/**/*.test.ts" "test/integration/**/*.test.ts" "test/e2e/**/*.test.ts"
 
 unit: deps
 	node --test --test-reporter=spec "test/unit/**/*.test.ts"
 
 integration: deps
-	node --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/integration/**/*.test.ts"
+	timeout --foreground 3600 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/integration/**/*.test.ts"
 
 e2e: deps
-	node --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/e2e/**/*.test.ts"
+	timeout --foreground 3600 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec --test-global-setup=test/cluster/global-setup.ts "test/e2e/**/*.test.ts"
 
 cluster: deps
 	node test/cluster/cli.ts up
