@@ -2,6 +2,7 @@
 // an ISO timestamp, every field but level and timestamp redacted, on stderr), without loading winston,
 // which is ~6 MiB of a sidecar's RSS. The proxy's classes take any ProxyLogger, a winston Logger too
 // (the tests pass one).
+import { parseLogLevel, type LogLevel } from '../telemetry/log-level.ts';
 import { redact, redactString } from '../telemetry/redact.ts';
 
 export type LogMeta = object;
@@ -14,16 +15,8 @@ export interface ProxyLogger {
   child(context: Record<string, unknown>): ProxyLogger;
 }
 
-// npm levels, as winston's; `cinch.dev/log-level` takes error, warn, info or debug.
-const LEVELS = { error: 0, warn: 1, info: 2, debug: 5 } as const;
-type Level = keyof typeof LEVELS;
-
-export function parseProxyLogLevel(value: string | undefined): Level {
-  if (value === undefined || value === '') return 'info';
-  const level = value.toLowerCase();
-  if (level in LEVELS) return level as Level;
-  throw new Error(`invalid log level "${value}": expected one of ${Object.keys(LEVELS).join(', ')}`);
-}
+// npm levels' numbers, as winston's; `cinch.dev/log-level` takes error, warn, info or debug.
+const LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 5 };
 
 export interface ProxyLoggerOptions {
   level?: string;
@@ -33,14 +26,14 @@ export interface ProxyLoggerOptions {
 }
 
 export function createProxyLogger(options: ProxyLoggerOptions = {}): ProxyLogger {
-  const max = LEVELS[parseProxyLogLevel(options.level ?? process.env.CINCH_LOG_LEVEL)];
+  const max = LEVELS[parseLogLevel(options.level ?? process.env.CINCH_LOG_LEVEL)];
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
   return make(max, write, options.context ?? {});
 }
 
 function make(max: number, write: (line: string) => void, context: Record<string, unknown>): ProxyLogger {
   const at =
-    (level: Level) =>
+    (level: LogLevel) =>
     (message: string, meta?: LogMeta): void => {
       if (LEVELS[level] > max) return;
       // As winston: the call's fields over the child's context, then level and message.

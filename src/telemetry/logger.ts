@@ -1,17 +1,11 @@
 // One JSON line per event, with the context (component, namespace, pod, identity) carried by child loggers.
 import winston from 'winston';
+import { LOG_LEVELS, parseLogLevel } from './log-level.ts';
 import { redact, redactString } from './redact.ts';
 
-export type Logger = winston.Logger;
-export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, parseLogLevel, type LogLevel } from './log-level.ts';
 
-export function parseLogLevel(value: string | undefined, fallback: LogLevel = 'info'): LogLevel {
-  if (value === undefined || value === '') return fallback;
-  const level = value.toLowerCase();
-  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
-  throw new Error(`invalid log level "${value}": expected one of ${LOG_LEVELS.join(', ')}`);
-}
+export type Logger = winston.Logger;
 
 // Runs last, after child-logger fields are merged, so nothing a caller adds escapes redaction.
 // Errors are turned into plain fields here because winston's errors() format misses them on child loggers.

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { createProxyLogger, parseProxyLogLevel, stableStringify } from '../../../src/proxy/log.ts';
+import { createProxyLogger, stableStringify } from '../../../src/proxy/log.ts';
+import { parseLogLevel } from '../../../src/telemetry/log-level.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
 
 const withoutTimestamp = (line: string) => {
@@ -45,7 +46,7 @@ test('levels: debug is dropped at info, an unknown level is refused', () => {
   log.debug('hidden');
   log.info('shown');
   assert.equal(lines.length, 1);
-  assert.throws(() => parseProxyLogLevel('loud'), /invalid log level "loud"/);
+  assert.throws(() => parseLogLevel('loud'), /invalid log level "loud"/);
 });
 
 test('stableStringify sorts keys at every depth and leaves undefined out', () => {
