@@ -44,6 +44,7 @@ import { CLIENT_ID, HOST, SERVER_ID, TRUST_DOMAIN } from './proxy-sidecar.ts';
 import { freePort, waitForPort } from '../test/support/ports.ts';
 import { cpuSeconds } from './proc.ts';
 import { bundle, PROXY_DIST, PROXY_ENTRY } from '../bin/build-dist.ts';
+import { PROXY_NODE_FLAGS } from '../bin/proxy-node-flags.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SELF = path.join(ROOT, 'bench/proxy.ts');
@@ -71,8 +72,8 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     /** Run the Cinch proxies from their TypeScript sources instead of bundled JavaScript as shipped (for comparison). */
     'from-source': { type: 'boolean', default: false },
-    /** Node flags for the Cinch proxies, space-separated: by default those `cinch proxy` runs with (PROXY_NODE_FLAGS in bin/cinch.js). */
-    'proxy-node-flags': { type: 'string', default: '--max-semi-space-size=4' },
+    /** Node flags for the Cinch proxies, space-separated: by default those `cinch proxy` runs with (bin/proxy-node-flags.js). */
+    'proxy-node-flags': { type: 'string', default: PROXY_NODE_FLAGS.join(' ') },
     // Child roles.
     dir: { type: 'string' },
     port: { type: 'string' },
@@ -773,7 +774,7 @@ async function main(): Promise<void> {
     await bundle(SIDECAR, sidecar);
     await bundle(PROXY_ENTRY, PROXY_DIST);
   }
-  const proxyFlags = (name: string) => [...args['proxy-node-flags'].split(' ').filter(Boolean), ...profileFlags(name)];
+  const proxyFlags = (name: string) => [...(args['proxy-node-flags'] ?? '').split(' ').filter(Boolean), ...profileFlags(name)];
 
   const app = await startServer(cpu.app, 'app', SELF, ['--role', 'app'], log('app'));
   const inbound = await startServer(cpu.server, 'Cinch inbound proxy', sidecar, ['--side', 'server', '--dir', dir, '--port', String(app.port)], log('cinch-inbound'), proxyFlags('cinch-inbound'));

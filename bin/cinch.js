@@ -5,6 +5,7 @@
 // JavaScript file that bin/build-dist.ts makes (`make` and the image build run it), but only when
 // that bundle is newer than every file it was made from: an edited tree never runs stale code.
 import fs from 'node:fs';
+import { PROXY_NODE_FLAGS } from './proxy-node-flags.js';
 
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 19)) {
@@ -26,15 +27,7 @@ function freshProxyBundle() {
   }
 }
 
-/**
- * V8 flags for the sidecar. A young generation of at most 4 MiB per semi-space (V8's default grows to 16)
- * keeps ~20 MiB of RSS off the server-side proxy after load with its p99 at 1,000 rps as with the default
- * (bench/proxy.ts, which starts its proxies with the same flags; 2 MiB saved a little less and doubled
- * the p99: more scavenges, more promotion). Set by re-executing Node in place (same PID, so PID 1 in a
- * container stays PID 1); a flag already given (NODE_OPTIONS, node's own arguments) wins.
- */
-export const PROXY_NODE_FLAGS = ['--max-semi-space-size=4'];
-
+// The sidecar's V8 flags, set by re-executing Node in place (same PID); a flag already given wins.
 const isProxy = process.argv[2] === 'proxy';
 if (isProxy && typeof process.execve === 'function' && process.env.CINCH_PROXY_FLAGS !== '0') {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
