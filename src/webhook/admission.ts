@@ -64,23 +64,11 @@ export function podDisplayName(request: AdmissionRequest): string {
   return pod.metadata?.name || request.name || (pod.metadata?.generateName ? `${pod.metadata.generateName}<generated>` : '<unnamed>');
 }
 
-/** The response as an object; `encodeReviewResponse` writes the same document as JSON text. */
-export function reviewResponse(review: AdmissionReview, result: MutationResult | { kind: 'allow' }) {
-  const response: Record<string, unknown> = { uid: review.request.uid, allowed: result.kind !== 'refuse' };
-  if (result.kind === 'patch' && result.patch.length > 0) {
-    response.patchType = 'JSONPatch';
-    response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64');
-  }
-  if (result.kind === 'patch' && result.warnings?.length) response.warnings = result.warnings;
-  if (result.kind === 'refuse') response.status = { code: 400, reason: 'BadRequest', message: result.message };
-  return { apiVersion: review.apiVersion, kind: 'AdmissionReview', response };
-}
-
 /**
- * The response as JSON text, exactly `JSON.stringify(reviewResponse(review, result))`, built by
- * concatenation so that the one large part, the patch, is serialised once and base64-encoded once:
- * base64 needs no JSON escaping, so the encoded patch (most of the response) is spliced in as it is
- * instead of being scanned again by a second JSON.stringify (and again by the framework).
+ * The AdmissionReview response as JSON text (uid echoed, allowed, the patch as base64 JSONPatch,
+ * warnings, or a 400 status for a refusal), built by concatenation so that the one large part, the
+ * patch, is serialised once and base64-encoded once: base64 needs no JSON escaping, so it is spliced
+ * in as it is instead of being scanned again by a second JSON.stringify (and again by the framework).
  */
 export function encodeReviewResponse(review: AdmissionReview, result: MutationResult | { kind: 'allow' }): string {
   let response = `{"uid":${JSON.stringify(review.request.uid)},"allowed":${result.kind !== 'refuse'}`;

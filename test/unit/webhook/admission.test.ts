@@ -2,7 +2,20 @@
 // reviewResponse describes, byte for byte, for every kind of answer.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeReviewResponse, reviewResponse, type AdmissionReview, type MutationResult } from '../../../src/webhook/admission.ts';
+import { encodeReviewResponse, type AdmissionReview, type MutationResult } from '../../../src/webhook/admission.ts';
+
+/** The reference: the response as an object, serialised the plain way (what the server did before it built the text). */
+function reviewResponse(review: AdmissionReview, result: MutationResult | { kind: 'allow' }) {
+  const response: Record<string, unknown> = { uid: review.request.uid, allowed: result.kind !== 'refuse' };
+  if (result.kind === 'patch' && result.patch.length > 0) {
+    response.patchType = 'JSONPatch';
+    response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64');
+  }
+  if (result.kind === 'patch' && result.warnings?.length) response.warnings = result.warnings;
+  if (result.kind === 'refuse') response.status = { code: 400, reason: 'BadRequest', message: result.message };
+  return { apiVersion: review.apiVersion, kind: 'AdmissionReview', response };
+}
+
 
 const reviewOf = (uid: string, apiVersion: AdmissionReview['apiVersion'] = 'admission.k8s.io/v1'): AdmissionReview => ({
   apiVersion,
