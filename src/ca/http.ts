@@ -47,7 +47,6 @@ export interface CaRouterOptions {
 }
 
 interface Authorized {
-  signer: FastLeafSigner;
   caller: Caller;
   identity: string;
 }
@@ -191,31 +190,25 @@ export function caRouter(opts: CaRouterOptions): Router {
     return identity;
   };
 
-  // The trust bundle as JSON, rebuilt whenever the roots change (compared root by root, so an
-  // array changed in place is seen too).
-  let bundleRoots: readonly string[] = [];
-  let bundleJson = '[]';
+  // The trust bundle and the chain after the leaf as JSON, built once per CA: both are readonly arrays
+  // of the loaded material, replaced whole (never changed in place) when the CA changes.
+  let bundleRoots: readonly string[] | undefined;
+  let bundleJson = '';
   const trustBundleJson = (): string => {
     const roots = opts.trustBundle();
-    let same = roots.length === bundleRoots.length;
-    for (let i = 0; same && i < roots.length; i++) same = roots[i] === bundleRoots[i];
-    if (!same) {
-      bundleRoots = [...roots];
-      bundleJson = JSON.stringify(bundleRoots);
+    if (roots !== bundleRoots) {
+      bundleRoots = roots;
+      bundleJson = JSON.stringify(roots);
     }
     return bundleJson;
   };
-
-  // The chain after the leaf (intermediates, root) as JSON, likewise rebuilt only when it changes.
-  let chainTail: readonly string[] = [];
+  // A signer's chains all end in that signer's intermediates and root.
+  let tailSigner: FastLeafSigner | undefined;
   let chainTailJson = '';
-  const certChainJson = (chain: readonly string[]): string => {
-    if (chain.length === 0) return '[]';
-    let same = chain.length === chainTail.length + 1;
-    for (let i = 1; same && i < chain.length; i++) same = chain[i] === chainTail[i - 1];
-    if (!same) {
-      chainTail = chain.slice(1);
-      chainTailJson = chainTail.map((pem) => `,${JSON.stringify(pem)}`).join('');
+  const certChainJson = (signer: FastLeafSigner, chain: readonly string[]): string => {
+    if (signer !== tailSigner) {
+      tailSigner = signer;
+      chainTailJson = chain.slice(1).map((pem) => `,${JSON.stringify(pem)}`).join('');
     }
     return `[${JSON.stringify(chain[0])}${chainTailJson}]`;
   };
@@ -258,7 +251,7 @@ export function caRouter(opts: CaRouterOptions): Router {
       if (!(err instanceof SpiffeIdError)) throw err;
       return refuse(req, res, { status: 403, code: 'identity_not_allowed', message: `no SPIFFE ID for this ServiceAccount: ${err.message}` });
     }
-    const who: Authorized = { signer, caller, identity };
+    const who: Authorized = { caller, identity };
     const decision = opts.rateLimiter.take(identity);
     if (!decision.allowed) {
       const seconds = retryAfterSeconds(decision.retryAfterMs);
@@ -303,7 +296,7 @@ export function caRouter(opts: CaRouterOptions): Router {
     const signingSeconds = (performance.now() - started) / 1000;
     const notAfter = leaf.notAfter.toISOString();
     // The same text JSON.stringify({ certChain, trustBundle, notAfter }) gives; only the leaf and the date are new.
-    const json = `{"certChain":${certChainJson(leaf.certChain)},"trustBundle":${trustBundleJson()},"notAfter":"${rfc3339(notAfter)}"}`;
+    const json = `{"certChain":${certChainJson(signer, leaf.certChain)},"trustBundle":${trustBundleJson()},"notAfter":"${rfc3339(notAfter)}"}`;
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(json) });
     res.end(json);
     // Bookkeeping after the answer is on its way: the audit line and metrics (~50 µs, mostly the
