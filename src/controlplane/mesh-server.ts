@@ -121,15 +121,36 @@ export function createMeshServer(opts: MeshServerOptions): MeshServer {
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  // Every request, express's or a raw route's: counted under a bounded route label when it finishes;
+  // while closing, each response closes its connection, and idle keep-alive ones are closed.
+  const track = (res: ServerResponse, routeLabel: () => string): void => {
+    if (closer.signal.aborted) res.setHeader('connection', 'close');
+    res.on('finish', () => {
+      requests.inc({ route: routeLabel(), code: String(res.statusCode) });
+      if (closer.signal.aborted) setImmediate(() => server.closeIdleConnections());
+    });
+  };
+  // Never HTML and never a stack trace: anything but a client error is logged and answered "internal".
+  const internalError = (req: { method?: string }, path: string, res: ServerResponse, err: unknown): void => {
+    log.error('request failed', { method: req.method, path: path.slice(0, 200), err });
+    if (res.headersSent) {
+      // A streamed response cannot turn into an error body; cut it so the client sees it failed.
+      res.destroy();
+      return;
+    }
+    const json = JSON.stringify(errorBody('internal', 'internal error; the control plane logged the details'));
+    res.statusCode = 500;
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.setHeader('content-length', Buffer.byteLength(json));
+    res.end(json);
+  };
+
   app.use((req, res, next) => {
     res.locals.closing = closer.signal;
-    // While closing, each response closes its connection, and idle keep-alive ones are closed.
-    if (closer.signal.aborted) res.set('connection', 'close');
-    res.on('finish', () => {
-      // Only a bounded label: the route pattern that matched, never the raw path.
+    // Only a bounded label: the route pattern that matched, never the raw path.
+    track(res, () => {
       const route = (req.route as { path?: unknown } | undefined)?.path;
-      requests.inc({ route: typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched', code: String(res.statusCode) });
-      if (closer.signal.aborted) setImmediate(() => server.closeIdleConnections());
+      return typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched';
     });
     next();
   });
@@ -141,64 +162,41 @@ export function createMeshServer(opts: MeshServerOptions): MeshServer {
   // Never HTML and never a stack trace: client errors keep their message, anything else is "internal".
   app.use((err: Error & { status?: number; statusCode?: number; type?: string; expose?: boolean }, req: Request, res: Response, _next: NextFunction) => {
     const status = err.status ?? err.statusCode;
-    const clientError = typeof status === 'number' && status >= 400 && status < 500;
-    if (!clientError) log.error('request failed', { method: req.method, path: req.path.slice(0, 200), err });
+    if (typeof status !== 'number' || status < 400 || status >= 500) {
+      internalError(req, req.path, res, err);
+      return;
+    }
     if (res.headersSent) {
-      // A streamed response cannot turn into an error body; cut it so the client sees it failed.
       res.destroy();
       return;
     }
-    if (clientError) {
-      const message = err.type === 'entity.parse.failed' ? `body is not valid JSON: ${err.message}` : err.message;
-      // An unread body (too large, refused early) is not worth reading just to keep the connection.
-      if (status === 413) res.set('connection', 'close');
-      res.status(status).json(errorBody(CLIENT_ERROR_CODES[status] ?? 'bad_request', message));
-      return;
-    }
-    res.status(500).json(errorBody('internal', 'internal error; the control plane logged the details'));
+    const message = err.type === 'entity.parse.failed' ? `body is not valid JSON: ${err.message}` : err.message;
+    // An unread body (too large, refused early) is not worth reading just to keep the connection.
+    if (status === 413) res.set('connection', 'close');
+    res.status(status).json(errorBody(CLIENT_ERROR_CODES[status] ?? 'bad_request', message));
   });
 
-  // Raw routes, by exact URL then method; the first router to claim one wins, as with express.
-  const raw = new Map<string, Map<string, RawRoute>>();
+  // Raw routes, by method and exact URL; the first router to claim one wins, as with express.
+  const raw = new Map<string, RawRoute>();
   for (const router of opts.routers) {
     for (const route of rawRoutesOf(router)) {
-      let byMethod = raw.get(route.path);
-      if (!byMethod) raw.set(route.path, (byMethod = new Map<string, RawRoute>()));
-      if (!byMethod.has(route.method)) byMethod.set(route.method, route);
+      const key = `${route.method} ${route.path}`;
+      if (!raw.has(key)) raw.set(key, route);
     }
   }
-  const rawFailed = (route: RawRoute, req: IncomingMessage, res: ServerResponse, err: unknown): void => {
-    // As the express error handler below: logged, never a stack trace to the client.
-    log.error('request failed', { method: req.method, path: route.path, err });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    const json = JSON.stringify(errorBody('internal', 'internal error; the control plane logged the details'));
-    res.statusCode = 500;
-    res.setHeader('content-type', 'application/json; charset=utf-8');
-    res.setHeader('content-length', Buffer.byteLength(json));
-    res.end(json);
-  };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const route = req.url === undefined || req.method === undefined ? undefined : raw.get(req.url)?.get(req.method);
+    const route = raw.get(`${req.method} ${req.url}`);
     if (route === undefined) {
       app(req, res);
       return;
     }
-    if (closer.signal.aborted) res.setHeader('connection', 'close');
-    res.on('finish', () => {
-      requests.inc({ route: route.path, code: String(res.statusCode) });
-      if (closer.signal.aborted) setImmediate(() => server.closeIdleConnections());
-    });
-    let pending: Promise<void> | void;
+    track(res, () => route.path);
+    const failed = (err: unknown) => internalError(req, route.path, res, err);
     try {
-      pending = route.handle(req, res);
+      route.handle(req, res)?.catch(failed);
     } catch (err) {
-      rawFailed(route, req, res, err);
-      return;
+      failed(err);
     }
-    if (pending) pending.catch((err: unknown) => rawFailed(route, req, res, err));
   };
 
   const server = https.createServer(
