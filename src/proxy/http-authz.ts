@@ -12,9 +12,9 @@ import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
 import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';
 import { spliceSockets } from './detect.ts';
-import { Http1FastPath, KEEP_WHEN_CONNECTION_NAMED } from './http1.ts';
+import { DENIED_BODY, Http1FastPath, IDEMPOTENT, isGrpc, KEEP_WHEN_CONNECTION_NAMED, REQUEST_HOP_BY_HOP, UNAVAILABLE_BODY } from './http1.ts';
 
-export const DENIED_BODY = 'RBAC: access denied';
+export { DENIED_BODY };
 
 /** What the inbound proxy knows about one accepted connection. */
 export interface InboundContext {
@@ -80,8 +80,6 @@ export function normalizeTarget(target: string): { path: string; query: string }
 
 // ---------------------------------------------------------------- headers
 
-// Connection-scoped headers never cross the proxy (RFC 9110 §7.6.1); XFCC is always re-set by us.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
 const XFCC = 'x-forwarded-client-cert';
 
 function connectionTokens(value: string | undefined): Set<string> | undefined {
@@ -101,7 +99,7 @@ function requestHeaders(raw: string[], connection: string | undefined, xfcc: str
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
+    if (REQUEST_HOP_BY_HOP.has(lower)) {
       if (!(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue;
     } else if (named?.has(lower) && !KEEP_WHEN_CONNECTION_NAMED.has(lower)) continue; // Host is what the policy saw
     out.push(name, raw[i + 1]);
@@ -116,7 +114,7 @@ function responseHeaders(raw: string[], connection: string | undefined): string[
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toLowerCase();
     // The downstream server frames the body itself (chunked or length), so transfer-encoding goes too.
-    if (lower === 'transfer-encoding' || (HOP_BY_HOP.has(lower) && lower !== XFCC) || named?.has(lower)) continue;
+    if (lower === 'transfer-encoding' || (REQUEST_HOP_BY_HOP.has(lower) && lower !== XFCC) || named?.has(lower)) continue;
     out.push(raw[i], raw[i + 1]);
   }
   return out;
@@ -346,9 +344,8 @@ export class InboundHttp {
       if (res.headersSent) res.destroy();
       else {
         this.options.logger.debug('app connection failed', { port: ctx.port, error: err });
-        const body = 'upstream connect error or disconnect/reset before headers';
-        res.writeHead(503, { 'content-type': 'text/plain', 'content-length': body.length });
-        res.end(body);
+        res.writeHead(503, { 'content-type': 'text/plain', 'content-length': UNAVAILABLE_BODY.length });
+        res.end(UNAVAILABLE_BODY);
       }
     });
     // The client went away before the response finished: stop the app's work too.
@@ -472,9 +469,8 @@ export class InboundHttp {
   private upstreamFailed(stream: http2.ServerHttp2Stream, ctx: InboundContext, err: Error): void {
     this.options.logger.debug('app connection failed', { port: ctx.port, error: err });
     if (stream.destroyed || stream.headersSent) return;
-    const body = 'upstream connect error or disconnect/reset before headers';
-    stream.respond({ ':status': 503, 'content-type': 'text/plain', 'content-length': body.length });
-    stream.end(body);
+    stream.respond({ ':status': 503, 'content-type': 'text/plain', 'content-length': UNAVAILABLE_BODY.length });
+    stream.end(UNAVAILABLE_BODY);
   }
 
   /** One multiplexed h2c session per app port, replaced when it closes or goes away. */
@@ -498,12 +494,6 @@ export class InboundHttp {
     this.upstreamH2.set(port, session);
     return session;
   }
-}
-
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-
-function isGrpc(contentType: string | undefined): boolean {
-  return contentType !== undefined && contentType.startsWith('application/grpc');
 }
 
 function pairs(raw: string[]): [string, string][] {

@@ -21,15 +21,20 @@ import type { ProxyLogger as Logger } from './log.ts';
 const MAX_HEAD = 16 * 1024;
 const MAX_RESPONSE_HEAD = 64 * 1024;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE']);
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
-const DENIED_BODY = 'RBAC: access denied';
-const UNAVAILABLE_BODY = 'upstream connect error or disconnect/reset before headers';
-const REQUEST_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
+export const DENIED_BODY = 'RBAC: access denied';
+export const UNAVAILABLE_BODY = 'upstream connect error or disconnect/reset before headers';
+/** Connection-scoped headers never cross the proxy (RFC 9110 §7.6.1); XFCC is always re-set by us. */
+export const REQUEST_HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade']);
 /** Never removed because a Connection header names them: the bytes we splice are framed by them (and Host is what the policy saw). */
 export const KEEP_WHEN_CONNECTION_NAMED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
 const KEEP = KEEP_WHEN_CONNECTION_NAMED;
+
+export function isGrpc(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.startsWith('application/grpc');
+}
 
 // tchar (RFC 9110 §5.6.2)
 const TCHAR = new Uint8Array(256);
@@ -576,7 +581,7 @@ class FastConn<C extends FastPathContext> {
       sni: this.ctx.sni,
     });
     const series = o.series(this.ctx);
-    const grpc = (head.headers['content-type'] ?? '').startsWith('application/grpc');
+    const grpc = isGrpc(head.headers['content-type']);
     const close = head.close || o.draining();
     if (!decision.allow) {
       series?.record(403, grpc, performance.now() - start);
