@@ -145,8 +145,6 @@ export interface InboundHttpOptions {
   upstreamIdleTimeoutMs?: number;
   /** A request's headers must arrive within this (slow-header clients); default 60 s. */
   headersTimeoutMs?: number;
-  /** HTTP/1.1 through node:http only, without the byte-splicing fast path (src/proxy/http1.ts); for comparison. */
-  noFastPath?: boolean;
 }
 
 export class InboundHttp {
@@ -161,27 +159,26 @@ export class InboundHttp {
   /** Shutting down: every response closes its connection. */
   private draining = false;
   private readonly tunnels = new Set<net.Socket>();
-  private readonly fast: Http1FastPath<InboundContext> | undefined;
+  private readonly fast: Http1FastPath<InboundContext>;
 
   constructor(options: InboundHttpOptions) {
     this.options = options;
-    this.fast = options.noFastPath
-      ? undefined
-      : new Http1FastPath<InboundContext>({
-          appHost: options.appHost,
-          logger: options.logger,
-          authorize: (ctx, request) => this.authorizeHttp(ctx, request),
-          series: (ctx) => this.seriesFor(ctx),
-          xfcc: (ctx) => xfccFor(ctx, this.options.selfSpiffeId()),
-          normalize: normalizeTarget,
-          handOver: (socket, ctx) => this.serveHttp1Node(socket, ctx),
-          draining: () => this.draining,
-          idleTimeoutMs: options.idleTimeoutMs,
-          headersTimeoutMs: options.headersTimeoutMs ?? 60_000,
-          upstreamIdleTimeoutMs: options.upstreamIdleTimeoutMs ?? 4000,
-        });
-    this.agent = new http.Agent({ keepAlive: true, timeout: options.upstreamIdleTimeoutMs ?? 4000, scheduling: 'lifo' });
     const headersTimeout = options.headersTimeoutMs ?? 60_000;
+    const upstreamIdleTimeout = options.upstreamIdleTimeoutMs ?? 4000;
+    this.fast = new Http1FastPath<InboundContext>({
+      appHost: options.appHost,
+      logger: options.logger,
+      authorize: (ctx, request) => this.authorizeHttp(ctx, request),
+      series: (ctx) => this.seriesFor(ctx),
+      xfcc: (ctx) => xfccFor(ctx, this.options.selfSpiffeId()),
+      normalize: normalizeTarget,
+      handOver: (socket, ctx) => this.serveHttp1Node(socket, ctx),
+      draining: () => this.draining,
+      idleTimeoutMs: options.idleTimeoutMs,
+      headersTimeoutMs: headersTimeout,
+      upstreamIdleTimeoutMs: upstreamIdleTimeout,
+    });
+    this.agent = new http.Agent({ keepAlive: true, timeout: upstreamIdleTimeout, scheduling: 'lifo' });
     this.h1 = http.createServer({
       keepAliveTimeout: options.idleTimeoutMs,
       headersTimeout,
@@ -196,13 +193,11 @@ export class InboundHttp {
     this.h1.on('request', (req, res) => this.onRequest(req, res));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
     this.h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
-
   }
 
   /** Serves HTTP/1.x on an accepted (possibly decrypted) socket whose first bytes were put back. */
   serveHttp1(socket: net.Socket, ctx: InboundContext): void {
-    if (this.fast) this.fast.serve(socket, ctx);
-    else this.serveHttp1Node(socket, ctx);
+    this.fast.serve(socket, ctx);
   }
 
   /** node:http for the whole connection (or the rest of it, when the fast path hands over). */
@@ -243,13 +238,13 @@ export class InboundHttp {
   /** Shutdown, gently: idle keep-alive connections close now, busy ones after their response; HTTP/2 gets GOAWAY. */
   drain(): void {
     this.draining = true;
-    this.fast?.drain();
+    this.fast.drain();
     this.h1.closeIdleConnections();
     for (const session of this.sessions) session.close();
   }
 
   close(): void {
-    this.fast?.close();
+    this.fast.close();
     this.h1.closeAllConnections();
     this.h1.close();
     for (const session of this.sessions) session.destroy();

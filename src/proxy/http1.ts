@@ -30,7 +30,6 @@ export const REQUEST_HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'k
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade']);
 /** Never removed because a Connection header names them: the bytes we splice are framed by them (and Host is what the policy saw). */
 export const KEEP_WHEN_CONNECTION_NAMED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
-const KEEP = KEEP_WHEN_CONNECTION_NAMED;
 
 export function isGrpc(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc');
@@ -123,7 +122,7 @@ export function parseRequestHead(buf: Buffer): RequestHead | 'more' | 'other' {
       const token = t.trim().toLowerCase();
       if (token === 'close') close = true;
       else if (token === 'upgrade') return 'other';
-      else if (token && token !== 'keep-alive' && !KEEP.has(token)) (named ??= new Set()).add(token);
+      else if (token && token !== 'keep-alive' && !KEEP_WHEN_CONNECTION_NAMED.has(token)) (named ??= new Set()).add(token);
     }
   }
   // node:http answers 400 to an HTTP/1.1 request without Host; the policy must not see host ''.
@@ -183,7 +182,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
     } else if (lower === 'connection') connection += `,${value.toLowerCase()}`;
     fields.push([name, lower, value]);
   }
-  const tokens = connection.split(',').map((t) => t.trim()).filter((t) => !KEEP.has(t));
+  const tokens = connection.split(',').map((t) => t.trim()).filter((t) => !KEEP_WHEN_CONNECTION_NAMED.has(t));
   const appCloses = tokens.includes('close') || (http10 && !tokens.includes('keep-alive'));
   let framing: ResponseHead['framing'];
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) framing = 'none';
@@ -713,7 +712,7 @@ class FastConn<C extends FastPathContext> {
   private bodyBytes(req: InFlight, chunk: Buffer, pos: number): Buffer | Error {
     const avail = chunk.length - pos;
     if (avail === 0) return EMPTY;
-    if (req.framing === 'none') return avail > 0 ? new Error('bytes after a response without a body') : EMPTY;
+    if (req.framing === 'none') return new Error('bytes after a response without a body');
     if (req.framing === 'close') return chunk.subarray(pos);
     if (req.framing === 'length') {
       const n = Math.min(req.left, avail);
