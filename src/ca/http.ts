@@ -6,7 +6,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import express, { type Request, type Response, type Router } from 'express';
-import { withRawRoutes } from '../controlplane/mesh-server.ts';
 import { AuthenticationError, type Caller } from '../identity/token-review.ts';
 import { SpiffeIdError, formatWorkloadId } from '../identity/spiffe.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -15,6 +14,8 @@ import { CaError } from './errors.ts';
 import type { FastLeafSigner } from './fast-signer.ts';
 import type { CaMetrics } from './metrics.ts';
 import { retryAfterSeconds, type RateDecision } from './rate-limit.ts';
+import { sendJson } from '../http/json.ts';
+import { withRawRoutes } from '../http/raw-routes.ts';
 
 export const CERTIFICATES_PATH = '/v1/certificates';
 export const TRUST_BUNDLE_PATH = '/v1/trust-bundle';
@@ -79,14 +80,6 @@ function rfc3339(iso: string): string {
 }
 
 /** Bytes of a JSON error body and its headers: what express's res.status().json() sent, without express. */
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const json = JSON.stringify(body);
-  res.statusCode = status;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.setHeader('content-length', Buffer.byteLength(json));
-  res.end(json);
-}
-
 class BodyError extends Error {
   /** 0: the client aborted. */
   readonly status: number;

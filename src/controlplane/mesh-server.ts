@@ -9,6 +9,8 @@ import type { TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger.ts';
+import { sendJson } from '../http/json.ts';
+import { rawRoutesOf, type RawRoute } from '../http/raw-routes.ts';
 
 export interface MeshServerOptions {
   key: string | Buffer;
@@ -36,30 +38,6 @@ export interface MeshServer {
   setCredentials(key: string | Buffer, cert: string | Buffer, trustBundle: readonly string[]): void;
   /** Stops accepting, signals `closing`, lets in-flight requests finish (up to `graceMs`), then closes everything. */
   close(graceMs?: number): Promise<void>;
-}
-
-/**
- * A hot route served without express: the mesh server hands a request whose method and URL are
- * exactly these straight to `handle`, with the same request metrics, closing behaviour and JSON 500
- * as a routed one. The router should serve the same route too (other spellings of the path, a query
- * string, … still go through express). The handler gets plain node:http objects: no res.locals.
- */
-export interface RawRoute {
-  readonly method: string;
-  readonly path: string;
-  handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
-}
-
-const RAW_ROUTES = Symbol('cinch.meshServer.rawRoutes');
-
-/** Attaches raw routes to a router, for the mesh server to serve ahead of express. */
-export function withRawRoutes<T extends Router>(router: T, routes: readonly RawRoute[]): T {
-  Object.defineProperty(router, RAW_ROUTES, { value: routes, enumerable: false });
-  return router;
-}
-
-function rawRoutesOf(router: Router): readonly RawRoute[] {
-  return (router as Router & { [RAW_ROUTES]?: readonly RawRoute[] })[RAW_ROUTES] ?? [];
 }
 
 /** The mesh server's closing signal for a request handled on it. */
@@ -138,11 +116,7 @@ export function createMeshServer(opts: MeshServerOptions): MeshServer {
       res.destroy();
       return;
     }
-    const json = JSON.stringify(errorBody('internal', 'internal error; the control plane logged the details'));
-    res.statusCode = 500;
-    res.setHeader('content-type', 'application/json; charset=utf-8');
-    res.setHeader('content-length', Buffer.byteLength(json));
-    res.end(json);
+    sendJson(res, 500, errorBody('internal', 'internal error; the control plane logged the details'));
   };
 
   app.use((req, res, next) => {

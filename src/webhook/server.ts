@@ -18,6 +18,7 @@ import {
 } from './admission.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { createWebhookMetrics } from './metrics.ts';
+import { sendJsonText } from '../http/json.ts';
 
 export type Mutator = (pod: V1Pod, request: AdmissionRequest) => MutationResult | Promise<MutationResult>;
 
@@ -44,17 +45,6 @@ export interface WebhookServer {
 
 function errorBody(code: string, message: string) {
   return { error: { code, message } };
-}
-
-/**
- * A 200 with JSON that is already text: the same headers as res.json, without serialising again
- * and without express's copy of a large string into a Buffer (node's http writes the string itself).
- */
-function sendJsonText(res: Response, body: string): void {
-  res.statusCode = 200;
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(body, 'utf8'));
-  res.end(body);
 }
 
 export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
@@ -99,7 +89,7 @@ export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
     const request = review.request;
     if (!isPodCreate(request)) {
       metrics.requests.inc({ result: 'ignored', reason: 'not_pod_create' });
-      sendJsonText(res, encodeReviewResponse(review, { kind: 'allow' }));
+      sendJsonText(res, 200, encodeReviewResponse(review, { kind: 'allow' }));
       return;
     }
     // Built only when a line is written: on the hot path (info level, injected) nothing is logged.
@@ -117,7 +107,7 @@ export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
     metrics.duration.observe({ result: outcome }, (performance.now() - started) / 1000);
     if (result.kind === 'refuse') podLog().warn('pod refused', { reason: result.reason, message: result.message });
     else if (log.isDebugEnabled()) podLog().debug(outcome, { reason: result.reason });
-    sendJsonText(res, encodeReviewResponse(review, result));
+    sendJsonText(res, 200, encodeReviewResponse(review, result));
   });
 
   app.use((_req, res) => {
