@@ -13,6 +13,29 @@ import { collect, listen, closeServer, logSink } from './harness.ts';
 
 const head = (text: string) => parseRequestHead(Buffer.from(text, 'latin1'));
 
+/** Writes `bytes` to the proxy on `port` and returns all it answers, up to its close. */
+async function exchange(port: number, bytes: string): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  const result = collect(socket);
+  socket.write(bytes);
+  return (await result).data.toString('latin1');
+}
+
+const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+/** An InboundProxy on a free local port in front of the app on `appPort`, with `authorize` as its policy. */
+async function startProxy(appPort: number, authorize: (r: AuthzRequest) => AuthzDecision): Promise<{ proxy: InboundProxy; port: number }> {
+  const config = (): InboundConfig => ({
+    trustDomain: 'cluster.local',
+    workload: { name: 'httpbin', namespace: 'foo', labels: {} },
+    modeForPort: () => 'PERMISSIVE',
+    authorize,
+  });
+  const proxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: appPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
+  const { port } = await proxy.listen(0, '127.0.0.1');
+  return { proxy, port };
+}
+
 describe('parseRequestHead', () => {
   it('reads a plain request and leaves hop-by-hop headers and any XFCC out of what it forwards', () => {
     const h = head('GET /a/b?x=1 HTTP/1.1\r\nHost: httpbin.foo\r\nX-Token:  a b \r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\nx-forwarded-client-cert: URI=evil\r\nContent-Length: 3\r\n\r\nabc');
@@ -149,14 +172,7 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
       });
     });
     appPort = await listen(app);
-    const config = (): InboundConfig => ({
-      trustDomain: 'cluster.local',
-      workload: { name: 'httpbin', namespace: 'foo', labels: {} },
-      modeForPort: () => 'PERMISSIVE',
-      authorize: deny,
-    });
-    proxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: appPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
-    ({ port } = await proxy.listen(0, '127.0.0.1'));
+    ({ proxy, port } = await startProxy(appPort, deny));
   });
   after(async () => {
     await proxy.close();
@@ -164,18 +180,10 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
     await closeServer(app);
   });
 
-  async function exchange(bytes: string): Promise<string> {
-    const socket = net.connect(port, '127.0.0.1');
-    const result = collect(socket);
-    socket.write(bytes);
-    return (await result).data.toString('latin1');
-  }
-
-  const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
-
   it('answers pipelined requests in order, a denial in the middle included, and the app sees only the allowed ones', async () => {
     seen.length = 0;
     const text = await exchange(
+      port,
       'GET /a HTTP/1.1\r\nhost: h\r\n\r\n' + 'POST /admin/x HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\n\r\nnope' + 'POST /c HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\n\r\nhello' + 'GET /d HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n',
     );
     assert.deepEqual(statuses(text), [200, 403, 200, 200]);
@@ -184,38 +192,38 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
   });
 
   it('relays a chunked response and keeps the connection for the next request', async () => {
-    const text = await exchange('GET /chunked HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /after HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    const text = await exchange(port, 'GET /chunked HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /after HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
     assert.deepEqual(statuses(text), [200, 200]);
     assert.match(text, /transfer-encoding: chunked\r\n[\s\S]*part one,[\s\S]*part two\r\n0\r\n\r\nHTTP\/1\.1 200[\s\S]*GET \/after 0$/i);
   });
 
   it('knows that HEAD, 204 and 304 answers have no body', async () => {
-    const text = await exchange('HEAD /h HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /empty HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /last HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    const text = await exchange(port, 'HEAD /h HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /empty HTTP/1.1\r\nhost: h\r\n\r\n' + 'GET /last HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
     assert.deepEqual(statuses(text), [200, 204, 200]);
     assert.match(text, /GET \/last 0$/);
   });
 
   it('passes a response without a length on until the app closes, then closes the client', async () => {
-    const text = await exchange('GET /raw-close HTTP/1.1\r\nhost: h\r\n\r\n');
+    const text = await exchange(port, 'GET /raw-close HTTP/1.1\r\nhost: h\r\n\r\n');
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*connection: close\r\n\r\nuntil close$/);
   });
 
   it('hands a chunked upload to node:http, after fast-path requests on the same connection', async () => {
     seen.length = 0;
-    const text = await exchange('GET /first HTTP/1.1\r\nhost: h\r\n\r\n' + 'POST /up HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n');
+    const text = await exchange(port, 'GET /first HTTP/1.1\r\nhost: h\r\n\r\n' + 'POST /up HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n');
     assert.deepEqual(statuses(text), [200, 200]);
     assert.deepEqual(seen, ['GET /first 0', 'POST /up 5']);
   });
 
   it('lets node:http refuse what it refuses (smuggling attempts never reach the app)', async () => {
     seen.length = 0;
-    const text = await exchange('POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /admin/secret HTTP/1.1\r\nhost: h\r\n\r\n');
+    const text = await exchange(port, 'POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /admin/secret HTTP/1.1\r\nhost: h\r\n\r\n');
     assert.match(text, /^HTTP\/1\.1 400/);
     assert.ok(!seen.some((s) => s.includes('/admin')));
   });
 
   it('sets XFCC only from a verified peer (plaintext: none, whatever the caller sent)', async () => {
-    const text = await exchange('GET /x HTTP/1.1\r\nhost: h\r\nx-forwarded-client-cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\nconnection: close\r\n\r\n');
+    const text = await exchange(port, 'GET /x HTTP/1.1\r\nhost: h\r\nx-forwarded-client-cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\nconnection: close\r\n\r\n');
     assert.match(text, /x-echo-xfcc: none/i);
   });
 });
@@ -230,8 +238,10 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
   const seen: string[] = [];
   const rawSeen: string[] = [];
   let authorized = 0;
-  const deny = (r: AuthzRequest): AuthzDecision =>
-    ++authorized > 0 && r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
+  const deny = (r: AuthzRequest): AuthzDecision => {
+    authorized++;
+    return r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
+  };
   // Canned responses of a buggy or hostile app, by request path.
   const canned: Record<string, string> = {
     '/conn-cl': 'HTTP/1.1 200 OK\r\nconnection: content-length\r\ncontent-length: 5\r\n\r\nhello',
@@ -271,16 +281,8 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     });
     const appPort = await listen(app);
     const rawAppPort = await listen(raw);
-    const config = (): InboundConfig => ({
-      trustDomain: 'cluster.local',
-      workload: { name: 'httpbin', namespace: 'foo', labels: {} },
-      modeForPort: () => 'PERMISSIVE',
-      authorize: deny,
-    });
-    proxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: appPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
-    ({ port } = await proxy.listen(0, '127.0.0.1'));
-    rawProxy = new InboundProxy({ tls: new MutableTlsMaterial(), config, originalDestination: () => ({ address: '127.0.0.1', port: rawAppPort }), logger: logSink().logger, detectionTimeoutMs: 200 });
-    ({ port: rawPort } = await rawProxy.listen(0, '127.0.0.1'));
+    ({ proxy, port } = await startProxy(appPort, deny));
+    ({ proxy: rawProxy, port: rawPort } = await startProxy(rawAppPort, deny));
   });
   after(async () => {
     await proxy.close();
@@ -289,14 +291,6 @@ describe('inbound HTTP/1.1 fast path, adversarial framing', () => {
     await closeServer(app);
     await closeServer(raw);
   });
-
-  async function exchange(to: number, bytes: string): Promise<string> {
-    const socket = net.connect(to, '127.0.0.1');
-    const result = collect(socket);
-    socket.write(bytes);
-    return (await result).data.toString('latin1');
-  }
-  const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
 
   it('never lets Connection: content-length turn an allowed body into a denied request at the app', async () => {
     seen.length = 0;
