@@ -190,7 +190,10 @@ export class InboundHttp {
     // This server never listens (connections are handed to it), but node:http only starts tracking
     // connections, and so enforcing headersTimeout, on 'listening'.
     this.h1.emit('listening');
-    this.h1.on('request', (req, res) => this.onRequest(req, res));
+    this.h1.on('request', (req, res) => this.onRequest(req, res, false));
+    // Without this listener node:http answers `Expect: 100-continue` itself, before the policy has run, and a
+    // denied client sends its whole body for nothing. With it, the 100 comes from the app, after authorization.
+    this.h1.on('checkContinue', (req, res) => this.onRequest(req, res, true));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
     this.h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
   }
@@ -278,7 +281,7 @@ export class InboundHttp {
 
   // ------------------------------------------------------------ HTTP/1.1
 
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse, expectsContinue: boolean): void {
     const start = performance.now();
     const ctx = this.contexts.get(req.socket);
     if (!ctx) {
@@ -303,10 +306,10 @@ export class InboundHttp {
       return;
     }
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-    this.forward(req, res, ctx, path + query, hasBody, false);
+    this.forward(req, res, ctx, path + query, hasBody, expectsContinue, false);
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, ctx: InboundContext, target: string, hasBody: boolean, retried: boolean): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, ctx: InboundContext, target: string, hasBody: boolean, expectsContinue: boolean, retried: boolean): void {
     const upstream = http.request({
       host: this.options.appHost,
       port: ctx.port,
@@ -317,6 +320,8 @@ export class InboundHttp {
       agent: this.agent,
     });
     let responded = false;
+    // The Expect header went to the app with the request: its 100 Continue is what the client waits for.
+    if (expectsContinue) upstream.once('continue', () => res.writeContinue());
     upstream.on('response', (up) => {
       responded = true;
       const headers = responseHeaders(up.rawHeaders, up.headers.connection);
@@ -333,7 +338,7 @@ export class InboundHttp {
       // A pooled connection the app closed just as we picked it: the app never saw the request, so an
       // idempotent one without a body is retried once (node:http's documented reusedSocket pattern).
       if (!retried && !hasBody && upstream.reusedSocket && err.code === 'ECONNRESET' && IDEMPOTENT.has(req.method ?? '')) {
-        this.forward(req, res, ctx, target, hasBody, true);
+        this.forward(req, res, ctx, target, hasBody, expectsContinue, true);
         return;
       }
       if (res.headersSent) res.destroy();

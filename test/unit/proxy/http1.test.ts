@@ -222,6 +222,31 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
     assert.ok(!seen.some((s) => s.includes('/admin')));
   });
 
+  it('answers Expect: 100-continue only after authorization: a denied client is told 403 before it sends its body', async () => {
+    seen.length = 0;
+    const socket = net.connect(port, '127.0.0.1');
+    const result = collect(socket);
+    socket.write('POST /admin/upload HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n');
+    const text = (await result).data.toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 403 /);
+    assert.doesNotMatch(text, /100 Continue/);
+    assert.deepEqual(seen, []);
+  });
+
+  it('relays the app\'s 100 Continue to an allowed client, which then sends its body', async () => {
+    seen.length = 0;
+    const socket = net.connect(port, '127.0.0.1');
+    const result = collect(socket);
+    socket.write('POST /upload HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n');
+    const first = await new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
+    assert.match(first, /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    socket.write('hello');
+    const text = (await result).data.toString('latin1');
+    assert.deepEqual(statuses(text), [100, 200]);
+    assert.match(text, /POST \/upload 5$/);
+    assert.deepEqual(seen, ['POST /upload 5']);
+  });
+
   it('sets XFCC only from a verified peer (plaintext: none, whatever the caller sent)', async () => {
     const text = await exchange(port, 'GET /x HTTP/1.1\r\nhost: h\r\nx-forwarded-client-cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\nconnection: close\r\n\r\n');
     assert.match(text, /x-echo-xfcc: none/i);
