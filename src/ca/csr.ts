@@ -9,7 +9,7 @@ import { DerError, TAG, childrenOf, contentOf, decodeBoolean, decodeOid, expectN
 import type { DerNode } from './der.ts';
 import { OID } from './profile.ts';
 import type { LeafKeyType } from './profile.ts';
-import { PemError, decodePem } from './pem.ts';
+import { PemError, decodePem, decodeSinglePem } from './pem.ts';
 
 /** Far above any real CSR (P-256 < 1 KiB, RSA 4096 < 2 KiB); far below what makes parsing costly. */
 export const MAX_CSR_PEM_BYTES = 16 * 1024;
@@ -92,6 +92,9 @@ export function checkCsr(pem: string, spiffeId: string): CheckedCsr {
 }
 
 function csrDer(pem: string): Buffer {
+  // What every encoder writes, without decodePem's regular expressions; anything else goes the long way.
+  const der = decodeSinglePem(pem, 'CERTIFICATE REQUEST');
+  if (der !== undefined) return der;
   let blocks;
   try {
     blocks = decodePem(pem);

@@ -27,6 +27,27 @@ export function decodePem(text: string): PemBlock[] {
   return blocks;
 }
 
+/**
+ * The DER of `text` when it is exactly one `label` block in the layout encoders write (BEGIN line
+ * first, base64 lines split by "\n", END line last, at most one "\n" after it), else undefined. For
+ * any text it accepts, decodePem gives that one block with the same bytes: the body holds no "-", so
+ * no other BEGIN or END can hide in it, and it holds base64 and newlines only. Anything else (CRLF,
+ * text around the block, several blocks, bad base64) is left to decodePem and its errors. It spares
+ * the CA's request path decodePem's regular expressions (~5 µs per CSR).
+ */
+export function decodeSinglePem(text: string, label: string): Buffer | undefined {
+  const begin = `-----BEGIN ${label}-----`;
+  const end = `-----END ${label}-----`;
+  if (!text.startsWith(begin)) return undefined;
+  const endAt = text.endsWith('\n') ? text.length - 1 : text.length;
+  if (endAt - end.length < begin.length || !text.endsWith(end, endAt)) return undefined;
+  const body = text.slice(begin.length, endAt - end.length);
+  if (body.includes('-')) return undefined;
+  const base64 = body.replaceAll('\n', '');
+  if (!BASE64.test(base64) || base64.length % 4 !== 0) return undefined;
+  return Buffer.from(base64, 'base64');
+}
+
 export function encodePem(label: string, der: Uint8Array): string {
   const base64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
   let lines = '';
