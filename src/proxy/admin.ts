@@ -1,7 +1,8 @@
 // The proxy's own HTTP endpoints. 15021 `/healthz/ready`: ready only once the first certificate and
 // the first config arrived. 15020 `/stats/prometheus`, and the app's probes rewritten by the injector
 // (`/app-health/<container>/{livez,readyz,startupz}`), run here against the app over loopback so that
-// kubelet probes keep working under STRICT mTLS (the kubelet speaks plaintext from the node).
+// kubelet probes keep working under STRICT mTLS (the kubelet speaks plaintext from the node), and
+// `POST /quitquitquit` from loopback, which stops the proxy so that a Job with a classic sidecar can finish.
 import http from 'node:http';
 import type * as http2 from 'node:http2';
 import { http2 as loadHttp2 } from './lazy.ts';
@@ -15,6 +16,9 @@ export const READY_PORT = 15021;
 
 /** Only these paths are probes (pilot-agent's rule, without the lifecycle hooks). */
 export const APP_HEALTH_PATH = /^\/app-health\/[^/]+\/(livez|readyz|startupz)$/;
+
+/** POST here from inside the pod stops the proxy (Istio's name, so Job scripts written for Istio work). */
+export const QUIT_PATH = '/quitquitquit';
 
 type ProbePort = number | string;
 
@@ -35,6 +39,8 @@ export interface AdminOptions {
   /** Where the app is probed unless the probe names a host; default 127.0.0.1. */
   probeHost?: string;
   logger?: Logger;
+  /** `POST /quitquitquit` from inside the pod: the proxy stops (how a classic-sidecar Job ends it; Istio's endpoint). */
+  onQuit?: () => void;
 }
 
 export interface ProbeResult {
@@ -104,6 +110,7 @@ export class AdminServer {
       }
       return;
     }
+    if (path === QUIT_PATH && this.options.onQuit) return this.onQuitRequest(req, res, this.options.onQuit);
     if (!APP_HEALTH_PATH.test(path)) return text(res, 404, 'not found\n');
     const probe = this.options.probes?.[path];
     if (!probe) return text(res, 404, `no probe for ${path}\n`);
@@ -111,6 +118,24 @@ export class AdminServer {
     if (!result.ok) this.logger.debug('app probe failed', { path, detail: result.detail });
     text(res, result.ok ? 200 : 503, `${result.detail}\n`);
   }
+
+  private onQuitRequest(req: http.IncomingMessage, res: http.ServerResponse, quit: () => void): void {
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return text(res, 405, `${QUIT_PATH} takes POST\n`);
+    }
+    // 15020 is reachable from the node (kubelet probes): only a process in the pod's own network namespace may stop the proxy.
+    if (!isLoopback(req.socket.remoteAddress)) return text(res, 403, `${QUIT_PATH} is only accepted from inside the pod (loopback)\n`);
+    this.logger.info('exit requested on /quitquitquit');
+    res.once('finish', quit);
+    text(res, 200, 'OK\n');
+  }
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }
 
 function pathOf(url: string | undefined): string {

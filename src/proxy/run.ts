@@ -1,6 +1,6 @@
 // `cinch proxy`: the identity agent, the config stream, and the listeners, wired together.
-// Ready (15021) only once it holds a certificate and a config; on SIGTERM it stops accepting,
-// lets open connections finish for a grace period, then exits.
+// Ready (15021) only once it holds a certificate and a config; on SIGTERM (or POST /quitquitquit from
+// inside the pod) it stops accepting, lets open connections finish for a grace period, then exits.
 import { createProxyLogger } from './log.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { AdminServer, type Readiness } from './admin.ts';
@@ -60,7 +60,8 @@ export async function runProxy(opts: ProxyRunOptions): Promise<void> {
     if (!live.ready) return { ready: false, reason: 'no configuration from the control plane yet' };
     return { ready: true };
   };
-  const admin = new AdminServer({ registry, readiness, probes: settings.appProbes, logger: log.child({ component: 'admin' }) });
+  const stop = new AbortController();
+  const admin = new AdminServer({ registry, readiness, probes: settings.appProbes, logger: log.child({ component: 'admin' }), onQuit: () => stop.abort('quitquitquit') });
   const inbound = new InboundProxy({ tls: tlsMaterial, config: () => live.inbound, originalDestination, metrics, logger: log.child({ component: 'inbound' }) });
   const outbound = new OutboundProxy({
     tls: tlsMaterial,
@@ -84,7 +85,6 @@ export async function runProxy(opts: ProxyRunOptions): Promise<void> {
   });
   void agent.start().catch(() => undefined);
 
-  const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort(signal));
   await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
   log.info('shutting down', { drainSeconds: opts.drainSeconds });

@@ -1,15 +1,18 @@
 // The admin endpoints: readiness on 15021, metrics and rewritten app probes on 15020, against real
-// app servers on 127.0.0.1.
+// app servers on 127.0.0.1; /quitquitquit, down to the real `cinch proxy` command exiting.
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { AdminServer, healthStatus } from '../../../src/proxy/admin.ts';
 import type { AppProbe, Readiness } from '../../../src/proxy/admin.ts';
 import { ProxyMetrics } from '../../../src/proxy/metrics.ts';
-import { CountingApp, HttpApp, stopAll } from './harness.ts';
+import { CountingApp, eventually, HttpApp, sleep, stopAll } from './harness.ts';
 
 function get(port: number, path: string): Promise<{ status: number; body: string; type?: string }> {
   return new Promise((resolve, reject) => {
@@ -169,5 +172,86 @@ describe('gRPC health response decoding', () => {
     assert.equal(healthStatus(Buffer.from([0, 0, 0, 0, 0])), 0);
     assert.equal(healthStatus(Buffer.from([1, 0, 0, 0, 0])), undefined);
     assert.equal(healthStatus(Buffer.from([0, 0, 0, 0, 9, 0x08])), undefined);
+  });
+});
+
+function request(host: string, port: number, method: string, path: string): Promise<{ status: number; body: string; allow?: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .request({ host, port, method, path, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, allow: res.headers.allow }));
+      })
+      .on('error', reject)
+      .end();
+  });
+}
+
+describe('POST /quitquitquit', () => {
+  let admin: AdminServer;
+  let port = 0;
+  let quits = 0;
+
+  before(async () => {
+    admin = new AdminServer({ registry: new Registry(), readiness: () => ({ ready: true }), onQuit: () => quits++ });
+    // Every interface, as in a pod: the kubelet reaches 15020 on the pod IP.
+    ({ stats: port } = await admin.listen({ stats: 0, ready: 0, host: '0.0.0.0' }));
+  });
+  after(() => admin.close());
+
+  it('takes only POST', async () => {
+    const res = await request('127.0.0.1', port, 'GET', '/quitquitquit');
+    assert.equal(res.status, 405);
+    assert.equal(res.allow, 'POST');
+    assert.equal(quits, 0);
+  });
+
+  it('refuses a caller outside the pod (not loopback): 15020 is reachable from the node', async (t) => {
+    const external = Object.values(os.networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    if (!external) return t.skip('this machine has no non-loopback IPv4 address to call from');
+    const res = await request(external, port, 'POST', '/quitquitquit');
+    assert.equal(res.status, 403);
+    assert.match(res.body, /only accepted from inside the pod/);
+    assert.equal(quits, 0);
+  });
+
+  it('answers 200 to a loopback POST and then stops the proxy', async () => {
+    const res = await request('127.0.0.1', port, 'POST', '/quitquitquit');
+    assert.equal(res.status, 200);
+    await eventually(() => quits === 1);
+  });
+});
+
+describe('`cinch proxy` and /quitquitquit', () => {
+  it('exits 0 when asked from inside its network namespace (a Job with a classic sidecar can complete)', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root for a private network namespace (unshare --net)');
+    const env = {
+      ...process.env,
+      POD_NAME: 'job-x2x4q',
+      POD_NAMESPACE: 'foo',
+      SERVICE_ACCOUNT: 'batch',
+      CINCH_CA_ADDRESS: '127.0.0.1:15012',
+      CINCH_TOKEN_FILE: '/nonexistent/token',
+      CINCH_CA_ROOT_FILE: '/nonexistent/root-cert.pem',
+    };
+    const cinch = path.resolve(import.meta.dirname, '../../../bin/cinch.js');
+    // Its own network namespace, so the fixed ports 15001/15006/15020/15021 are free; loopback up for the caller.
+    const child = spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, cinch, 'proxy', '--drain-seconds', '1'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const inPod = (args: string[]) => spawnSync('nsenter', [`--net=/proc/${child.pid}/ns/net`, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', ...args], { encoding: 'utf8' });
+      await eventually(() => inPod(['http://127.0.0.1:15021/healthz/ready']).stdout === '503', 20_000);
+      assert.equal(inPod(['-X', 'POST', 'http://127.0.0.1:15020/quitquitquit']).stdout, '200');
+      const code = await Promise.race([exited, sleep(10_000).then(() => 'still running')]);
+      assert.equal(code, 0, stderr);
+      assert.match(stderr, /exit requested on \/quitquitquit/);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
