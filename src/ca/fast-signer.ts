@@ -105,6 +105,13 @@ export class FastLeafSigner {
   readonly #issuerValidity: CaMaterial['validity'];
   readonly #ttl: TtlPolicy;
   readonly #backdateSeconds: number;
+  /**
+   * The last leaf ID checked and its SAN extension: a caller renews with the same ID, and its
+   * requests come in runs, so the check and encoding are done once per run (the ID is a pure input).
+   */
+  #lastLeaf: { readonly spiffeId: string; readonly sanExtension: Buffer } | undefined;
+  /** The last Validity encoded: it changes once a second, and leaves are signed by the thousand. */
+  #lastValidity: { readonly notBefore: number; readonly notAfter: number; readonly der: Buffer } | undefined;
 
   constructor(material: CaMaterial, options: SignerOptions = {}) {
     const profile = signatureProfile(material.keyType);
@@ -125,7 +132,7 @@ export class FastLeafSigner {
   }
 
   sign(request: LeafRequest): SignedLeaf {
-    const spiffeId = checkedLeafId(request.spiffeId);
+    const sanExtension = this.#sanExtension(request.spiffeId);
     const ttlSeconds = resolveTtl(request.ttlSeconds, this.#ttl, request.overMaxTtl);
     const validity = leafValidity(request.now ?? new Date(), ttlSeconds, this.#issuerValidity, this.#backdateSeconds);
     const serial = request.serial ?? randomSerial();
@@ -139,9 +146,7 @@ export class FastLeafSigner {
         SKI_EXTENSION_HEAD,
         keyIdentifier(spki),
         this.#akiExtension,
-        // Critical because the subject is empty (RFC 5280 4.2.1.6). The ID is ASCII (checkedLeafId),
-        // so its bytes are the URI's IA5String content.
-        sequence(SAN_OID, CRITICAL, octetString(sequence(contextPrimitive(6, Buffer.from(spiffeId, 'latin1'))))),
+        sanExtension,
       ),
     );
     const tbs = sequence(
@@ -149,7 +154,7 @@ export class FastLeafSigner {
       unsignedInteger(serial),
       this.#algorithmIdentifier,
       this.#issuer,
-      sequence(time(validity.notBefore), time(validity.notAfter)),
+      this.#validityDer(validity.notBefore, validity.notAfter),
       EMPTY_SUBJECT,
       spki,
       extensions,
@@ -163,6 +168,27 @@ export class FastLeafSigner {
       serialNumber: Buffer.from(serial).toString('hex'),
       leafDer,
     };
+  }
+
+  /** Validity ::= SEQUENCE { notBefore Time, notAfter Time }. */
+  #validityDer(notBefore: Date, notAfter: Date): Buffer {
+    const last = this.#lastValidity;
+    if (last !== undefined && last.notBefore === notBefore.getTime() && last.notAfter === notAfter.getTime()) return last.der;
+    const der = sequence(time(notBefore), time(notAfter));
+    this.#lastValidity = { notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), der };
+    return der;
+  }
+
+  /** The subjectAltName extension naming `spiffeId`, after checkedLeafId accepts it. */
+  #sanExtension(spiffeId: string): Buffer {
+    const last = this.#lastLeaf;
+    if (last !== undefined && last.spiffeId === spiffeId) return last.sanExtension;
+    checkedLeafId(spiffeId);
+    // Critical because the subject is empty (RFC 5280 4.2.1.6). The ID is ASCII (checkedLeafId),
+    // so its bytes are the URI's IA5String content.
+    const sanExtension = sequence(SAN_OID, CRITICAL, octetString(sequence(contextPrimitive(6, Buffer.from(spiffeId, 'latin1')))));
+    this.#lastLeaf = { spiffeId, sanExtension };
+    return sanExtension;
   }
 }
 

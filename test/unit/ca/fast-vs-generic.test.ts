@@ -140,3 +140,29 @@ test(`fast and generic signers agree on every field over random identities, keys
   }
   assert.equal(checked, 5 * IDENTITIES_PER_ISSUER);
 });
+
+test('the fast signer reuses its last SAN and validity encodings only for the same ID and times', async () => {
+  const [issuer] = await issuers();
+  const fast = new FastLeafSigner(issuer.material);
+  const generic = await GenericLeafSigner.create(issuer.material);
+  const key = generateTestKey('ec-p256');
+  const a = 'spiffe://cluster.local/ns/a/sa/one';
+  const b = 'spiffe://cluster.local/ns/b/sa/two';
+  const t0 = issuer.now.getTime();
+  // Repeats (cache hits) and changes (misses) of the ID and of each time, in turn.
+  const steps: Array<[string, number, number | undefined]> = [
+    [a, t0, undefined], [a, t0, undefined], [a, t0 + 400, undefined], [a, t0 + 1000, undefined], [b, t0 + 1000, undefined],
+    [b, t0 + 1000, 60], [a, t0 + 1000, 60], [a, t0 + 1000, undefined], [b, t0 + 7000, 3600], [b, t0 + 7000, 3600],
+  ];
+  for (const [spiffeId, now, ttlSeconds] of steps) {
+    const request = { csr: checkCsr(await makeCsr(key, []), spiffeId), spiffeId, ttlSeconds, now: new Date(now), serial: randomSerial() };
+    const fastLeaf = fast.sign(request);
+    assert.ok(tbsOf(fastLeaf.leafDer).equals(tbsOf((await generic.sign(request)).leafDer)), `${spiffeId} at +${now - t0} ms, ttl ${ttlSeconds}`);
+    assert.equal(new X509Certificate(fastLeaf.certChain[0]).subjectAltName, `URI:${spiffeId}`);
+  }
+  // An ID the check refuses is refused right after a cached good one, and leaves the cache good.
+  const csr = checkCsr(await makeCsr(key, []), a);
+  assert.throws(() => fast.sign({ csr, spiffeId: 'spiffe://cluster.local' }), /bad_identity|no path/);
+  assert.throws(() => fast.sign({ csr, spiffeId: 'spiffe://cluster.local/ns/a/sa/one/' }), /empty segment/);
+  assert.equal(new X509Certificate(fast.sign({ csr, spiffeId: a }).certChain[0]).subjectAltName, `URI:${a}`);
+});
