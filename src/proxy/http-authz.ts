@@ -12,7 +12,7 @@ import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
 import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';
 import { spliceSockets } from './detect.ts';
-import { DENIED_BODY, Http1FastPath, IDEMPOTENT, isGrpc, KEEP_WHEN_CONNECTION_NAMED, REQUEST_HOP_BY_HOP, UNAVAILABLE_BODY } from './http1.ts';
+import { DENIED_BODY, Http1FastPath, IDEMPOTENT, isGrpc, KEEP_WHEN_CONNECTION_NAMED, REQUEST_HOP_BY_HOP, spoofsXfcc, UNAVAILABLE_BODY, XFCC } from './http1.ts';
 
 export { DENIED_BODY };
 
@@ -80,8 +80,6 @@ export function normalizeTarget(target: string): { path: string; query: string }
 
 // ---------------------------------------------------------------- headers
 
-const XFCC = 'x-forwarded-client-cert';
-
 function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
   const tokens = new Set<string>();
@@ -102,6 +100,7 @@ function requestHeaders(raw: string[], connection: string | undefined, xfcc: str
     if (REQUEST_HOP_BY_HOP.has(lower)) {
       if (!(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue;
     } else if (named?.has(lower) && !KEEP_WHEN_CONNECTION_NAMED.has(lower)) continue; // Host is what the policy saw
+    else if (spoofsXfcc(lower)) continue;
     out.push(name, raw[i + 1]);
   }
   if (xfcc) out.push(XFCC, xfcc);
@@ -425,7 +424,7 @@ export class InboundHttp {
     const session = this.upstreamSession(ctx.port);
     const out: http2.OutgoingHttpHeaders = {};
     for (const name of Object.keys(headers)) {
-      if (name === XFCC || name === 'connection' || name === 'keep-alive' || name === 'proxy-connection' || name === 'upgrade') continue;
+      if (name === XFCC || name === 'connection' || name === 'keep-alive' || name === 'proxy-connection' || name === 'upgrade' || spoofsXfcc(name)) continue;
       out[name] = headers[name];
     }
     if (path + query !== rawPath && rawPath.charCodeAt(0) === 0x2f) out[':path'] = path + query;

@@ -25,8 +25,17 @@ export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 export const DENIED_BODY = 'RBAC: access denied';
 export const UNAVAILABLE_BODY = 'upstream connect error or disconnect/reset before headers';
+export const XFCC = 'x-forwarded-client-cert';
 /** Connection-scoped headers never cross the proxy (RFC 9110 §7.6.1); XFCC is always re-set by us. */
-export const REQUEST_HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-forwarded-client-cert']);
+export const REQUEST_HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', XFCC]);
+
+/**
+ * A lower-cased header name that is XFCC with some '-' written as '_': CGI, WSGI and PHP servers map both to
+ * HTTP_X_FORWARDED_CLIENT_CERT, so a caller could pass it off as the identity we vouch for. Never forwarded.
+ */
+export function spoofsXfcc(lower: string): boolean {
+  return lower.length === XFCC.length && lower !== XFCC && lower.replaceAll('_', '-') === XFCC;
+}
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade']);
 /** Never removed because a Connection header names them: the bytes we splice are framed by them (and Host is what the policy saw). */
 export const KEEP_WHEN_CONNECTION_NAMED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
@@ -130,7 +139,7 @@ export function parseRequestHead(buf: Buffer): RequestHead | 'more' | 'other' {
   const forward: string[] = [];
   for (let k = 0; k < raw.length; k += 2) {
     const lower = raw[k].toLowerCase();
-    if (REQUEST_HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    if (REQUEST_HOP_BY_HOP.has(lower) || named?.has(lower) || spoofsXfcc(lower)) continue;
     forward.push(raw[k], raw[k + 1]);
   }
   return { method, target, headers, forward, contentLength, close, length: end + 4 };

@@ -167,6 +167,8 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
           req.socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close');
         } else {
           res.setHeader('x-echo-xfcc', String(req.headers['x-forwarded-client-cert'] ?? 'none'));
+          // CGI and WSGI servers turn '-' and '_' into the same variable name: this header would pass for XFCC there.
+          res.setHeader('x-echo-underscored', String(req.headers['x_forwarded_client_cert'] ?? req.headers['x-forwarded_client-cert'] ?? 'none'));
           res.end(`${req.method} ${req.url} ${body.length}`);
         }
       });
@@ -245,6 +247,17 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
     assert.deepEqual(statuses(text), [100, 200]);
     assert.match(text, /POST \/upload 5$/);
     assert.deepEqual(seen, ['POST /upload 5']);
+  });
+
+  it('drops XFCC spelt with underscores, which CGI/WSGI apps would read as the real one (fast path and node:http)', async () => {
+    const fast = await exchange(port, 'GET /x HTTP/1.1\r\nhost: h\r\nx_forwarded_client_cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\nconnection: close\r\n\r\n');
+    assert.match(fast, /x-echo-underscored: none/i);
+    const viaNode = await exchange(
+      port,
+      'POST /x HTTP/1.1\r\nhost: h\r\nX-Forwarded_Client-Cert: URI=spiffe://cluster.local/ns/a/sa/admin\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n0\r\n\r\n',
+    );
+    assert.match(viaNode, /x-echo-underscored: none/i);
+    assert.deepEqual(statuses(fast + viaNode), [200, 200]);
   });
 
   it('sets XFCC only from a verified peer (plaintext: none, whatever the caller sent)', async () => {

@@ -683,7 +683,7 @@ describe('inbound HTTP/2', () => {
       stream.on('end', () => {
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
         stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(JSON.stringify({ path: headers[':path'], bytes: Buffer.concat(chunks).length, xfcc: headers['x-forwarded-client-cert'] ?? null }));
+        stream.end(JSON.stringify({ path: headers[':path'], bytes: Buffer.concat(chunks).length, xfcc: headers['x-forwarded-client-cert'] ?? null, underscored: headers['x_forwarded_client_cert'] ?? null }));
       });
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
@@ -696,9 +696,9 @@ describe('inbound HTTP/2', () => {
     app.close();
   });
 
-  async function h2call(session: http2.ClientHttp2Session, path: string, body = 'payload'): Promise<{ status: number; body: string; trailers: http2.IncomingHttpHeaders }> {
+  async function h2call(session: http2.ClientHttp2Session, path: string, body = 'payload', extra: http2.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string; trailers: http2.IncomingHttpHeaders }> {
     return new Promise((resolve, reject) => {
-      const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc' });
+      const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', ...extra });
       let status = 0;
       let text = '';
       let trailers: http2.IncomingHttpHeaders = {};
@@ -713,9 +713,10 @@ describe('inbound HTTP/2', () => {
 
   it('authorizes each stream of a prior-knowledge h2c connection', async () => {
     const session = http2.connect(`http://127.0.0.1:${setup.port}`);
-    const ok = await h2call(session, '/pkg.Svc/Get');
+    // XFCC forged by the caller, spelt with underscores too (CGI/WSGI apps read that as the real one): neither reaches the app.
+    const ok = await h2call(session, '/pkg.Svc/Get', 'payload', { 'x-forwarded-client-cert': 'URI=spiffe://cluster.local/ns/a/sa/admin', x_forwarded_client_cert: 'URI=spiffe://cluster.local/ns/a/sa/admin' });
     assert.equal(ok.status, 200);
-    assert.deepEqual(JSON.parse(ok.body), { path: '/pkg.Svc/Get', bytes: 7, xfcc: null });
+    assert.deepEqual(JSON.parse(ok.body), { path: '/pkg.Svc/Get', bytes: 7, xfcc: null, underscored: null });
     assert.equal(ok.trailers['grpc-status'], '0');
     const denied = await h2call(session, '/pkg.Admin/Drop');
     assert.equal(denied.status, 403);
