@@ -4,7 +4,7 @@
 //   haproxy  load generator → haproxy (TCP, originates TLS) ══ mTLS ══► haproxy (HTTP, verify required) → app
 //
 //   npx node bench/proxy.ts [--seconds 4] [--warmup 1] [--connections 32] [--rate 1000] [--fixed-seconds 5]
-//                           [--rounds 3] [--pin auto|on|off] [--profile DIR]
+//                           [--rounds 3] [--pin auto|on|off] [--profile DIR] [--out bench/results/proxy.md]
 //
 // Every box is its own process: the app (a tiny node:http server), each proxy (Cinch's from
 // bench/proxy-sidecar.ts), and the load generators (Debian's `wrk` for the closed loop, a small Node
@@ -49,7 +49,7 @@ import { PROXY_NODE_FLAGS } from '../bin/proxy-node-flags.js';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SELF = path.join(ROOT, 'bench/proxy.ts');
 const SIDECAR = path.join(ROOT, 'bench/proxy-sidecar.ts');
-const RESULTS = path.join(ROOT, 'bench/results/proxy.md');
+const DEFAULT_RESULTS = path.join(ROOT, 'bench/results/proxy.md');
 const REQUEST_PATH = '/api/v1/items';
 const BODY_BYTES = 1024;
 const TARGET_THROUGHPUT_RATIO = 0.5;
@@ -74,6 +74,8 @@ const { values: args } = parseArgs({
     'from-source': { type: 'boolean', default: false },
     /** Node flags for the Cinch proxies, space-separated: by default those `cinch proxy` runs with (bin/proxy-node-flags.js). */
     'proxy-node-flags': { type: 'string', default: PROXY_NODE_FLAGS.join(' ') },
+    /** Where the Markdown report goes: exploratory runs can keep the recorded one (e.g. --out /tmp/proxy.md). */
+    out: { type: 'string', default: DEFAULT_RESULTS },
     // Child roles.
     dir: { type: 'string' },
     port: { type: 'string' },
@@ -1117,9 +1119,10 @@ function report(r: Report): void {
     ...notes.map((n) => `- ${n}`),
     '',
   ].join('\n');
-  fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
-  fs.writeFileSync(RESULTS, md);
-  console.log(`\nwritten to ${path.relative(process.cwd(), RESULTS)}`);
+  const out = path.resolve(args.out ?? DEFAULT_RESULTS);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, md);
+  console.log(`\nwritten to ${path.relative(process.cwd(), out)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
