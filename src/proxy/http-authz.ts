@@ -12,7 +12,7 @@ import type { HttpSeries, ProxyMetrics } from './metrics.ts';
 import { namespaceOfPrincipal } from './metrics.ts';
 import type { AuthzDecision, AuthzHttpRequest, AuthzRequest, InboundConfig } from './types.ts';
 import { spliceSockets } from './detect.ts';
-import { DENIED_BODY, Http1FastPath, IDEMPOTENT, isGrpc, KEEP_WHEN_CONNECTION_NAMED, REQUEST_HOP_BY_HOP, spoofsXfcc, UNAVAILABLE_BODY, XFCC } from './http1.ts';
+import { DENIED_BODY, Http1FastPath, IDEMPOTENT, isGrpc, parseConnection, REQUEST_HOP_BY_HOP, spoofsXfcc, UNAVAILABLE_BODY, XFCC } from './http1.ts';
 
 export { DENIED_BODY };
 
@@ -80,26 +80,16 @@ export function normalizeTarget(target: string): { path: string; query: string }
 
 // ---------------------------------------------------------------- headers
 
-function connectionTokens(value: string | undefined): Set<string> | undefined {
-  if (!value) return undefined;
-  const tokens = new Set<string>();
-  for (const t of value.split(',')) {
-    const token = t.trim().toLowerCase();
-    if (token && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') tokens.add(token);
-  }
-  return tokens.size ? tokens : undefined;
-}
-
 /** rawHeaders minus hop-by-hop ones (and those the Connection header names), plus our XFCC. */
 function requestHeaders(raw: string[], connection: string | undefined, xfcc: string | undefined, keepUpgrade: boolean): string[] {
-  const named = connectionTokens(connection);
+  const { named } = parseConnection(connection);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.toLowerCase();
     if (REQUEST_HOP_BY_HOP.has(lower)) {
       if (!(keepUpgrade && (lower === 'connection' || lower === 'upgrade'))) continue;
-    } else if (named?.has(lower) && !KEEP_WHEN_CONNECTION_NAMED.has(lower)) continue; // Host is what the policy saw
+    } else if (named?.has(lower)) continue;
     else if (spoofsXfcc(lower)) continue;
     out.push(name, raw[i + 1]);
   }
@@ -108,7 +98,7 @@ function requestHeaders(raw: string[], connection: string | undefined, xfcc: str
 }
 
 function responseHeaders(raw: string[], connection: string | undefined): string[] {
-  const named = connectionTokens(connection);
+  const { named } = parseConnection(connection);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toLowerCase();

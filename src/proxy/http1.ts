@@ -40,6 +40,34 @@ const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connecti
 /** Never removed because a Connection header names them: the bytes we splice are framed by them (and Host is what the policy saw). */
 export const KEEP_WHEN_CONNECTION_NAMED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
 
+/** What a Connection header says (RFC 9110 §7.6.1). */
+export interface ConnectionTokens {
+  close: boolean;
+  keepAlive: boolean;
+  upgrade: boolean;
+  /** The other headers it names, which go no further: never those in KEEP_WHEN_CONNECTION_NAMED. */
+  named: ReadonlySet<string> | undefined;
+}
+
+const NO_CONNECTION_TOKENS: ConnectionTokens = Object.freeze({ close: false, keepAlive: false, upgrade: false, named: undefined });
+
+/** One reading of Connection for requests and responses on every path (the fast path, node:http): two readings could disagree on framing. */
+export function parseConnection(value: string | undefined): ConnectionTokens {
+  if (!value) return NO_CONNECTION_TOKENS;
+  let close = false;
+  let keepAlive = false;
+  let upgrade = false;
+  let named: Set<string> | undefined;
+  for (const t of value.split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token === 'close') close = true;
+    else if (token === 'keep-alive') keepAlive = true;
+    else if (token === 'upgrade') upgrade = true;
+    else if (token && !KEEP_WHEN_CONNECTION_NAMED.has(token)) (named ??= new Set()).add(token);
+  }
+  return { close, keepAlive, upgrade, named };
+}
+
 export function isGrpc(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc');
 }
@@ -124,16 +152,8 @@ export function parseRequestHead(buf: Buffer): RequestHead | 'more' | 'other' {
     headers[lower] = value;
     raw.push(name, value);
   }
-  let close = false;
-  let named: Set<string> | undefined;
-  if (connection !== undefined) {
-    for (const t of connection.split(',')) {
-      const token = t.trim().toLowerCase();
-      if (token === 'close') close = true;
-      else if (token === 'upgrade') return 'other';
-      else if (token && token !== 'keep-alive' && !KEEP_WHEN_CONNECTION_NAMED.has(token)) (named ??= new Set()).add(token);
-    }
-  }
+  const { close, upgrade, named } = parseConnection(connection);
+  if (upgrade) return 'other';
   // node:http answers 400 to an HTTP/1.1 request without Host; the policy must not see host ''.
   if (headers.host === undefined) return 'other';
   const forward: string[] = [];
@@ -188,11 +208,11 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
       transferEncoding = true;
       const codings = value.toLowerCase().split(',');
       chunked = codings[codings.length - 1].trim() === 'chunked';
-    } else if (lower === 'connection') connection += `,${value.toLowerCase()}`;
+    } else if (lower === 'connection') connection += `,${value}`;
     fields.push([name, lower, value]);
   }
-  const tokens = connection.split(',').map((t) => t.trim()).filter((t) => !KEEP_WHEN_CONNECTION_NAMED.has(t));
-  const appCloses = tokens.includes('close') || (http10 && !tokens.includes('keep-alive'));
+  const tokens = parseConnection(connection);
+  const appCloses = tokens.close || (http10 && !tokens.keepAlive);
   let framing: ResponseHead['framing'];
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) framing = 'none';
   else if (transferEncoding) framing = chunked ? 'chunked' : 'close';
@@ -200,7 +220,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseHead | '
   else framing = 'close';
   let text = `HTTP/1.1 ${m[2]} ${m[3] ?? ''}\r\n`;
   for (const [name, lower, value] of fields) {
-    if (RESPONSE_HOP_BY_HOP.has(lower) || tokens.includes(lower)) continue;
+    if (RESPONSE_HOP_BY_HOP.has(lower) || tokens.named?.has(lower)) continue;
     if (lower === 'content-length' && transferEncoding) continue;
     text += `${name}: ${value}\r\n`;
   }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { ChunkedScanner, parseRequestHead, parseResponseHead } from '../../../src/proxy/http1.ts';
+import { ChunkedScanner, parseConnection, parseRequestHead, parseResponseHead } from '../../../src/proxy/http1.ts';
 import { InboundProxy } from '../../../src/proxy/inbound.ts';
 import { MutableTlsMaterial } from '../../../src/proxy/types.ts';
 import type { AuthzDecision, AuthzRequest, InboundConfig } from '../../../src/proxy/types.ts';
@@ -85,6 +85,18 @@ describe('parseRequestHead', () => {
     ]) {
       assert.equal(head(text), 'other', JSON.stringify(text.slice(0, 60)));
     }
+  });
+});
+
+describe('parseConnection', () => {
+  it('reads close, keep-alive and upgrade in any case and spacing, and names other headers but never those that frame the bytes', () => {
+    const c = parseConnection(' Close ,KEEP-ALIVE,, X-Hop , upgrade, Content-Length, transfer-encoding, HOST');
+    assert.equal(c.close, true);
+    assert.equal(c.keepAlive, true);
+    assert.equal(c.upgrade, true);
+    assert.deepEqual([...(c.named ?? [])], ['x-hop']);
+    assert.deepEqual(parseConnection(undefined), { close: false, keepAlive: false, upgrade: false, named: undefined });
+    assert.deepEqual(parseConnection(''), { close: false, keepAlive: false, upgrade: false, named: undefined });
   });
 });
 
