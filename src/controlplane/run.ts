@@ -15,7 +15,7 @@ import { loadKubeConfig } from '../kube/config.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { createRegistry } from '../telemetry/metrics.ts';
 import { createWebhookServer } from '../webhook/server.ts';
-import { watchCaSecret } from './ca-watch.ts';
+import { watchCaDir, watchCaSecret } from './ca-watch.ts';
 import { loadCaDir, loadOrCreateCaSecret, type CaSource } from './ca-store.ts';
 import { configRouter } from './config-stream.ts';
 import { CsrSigner } from './csr-signer.ts';
@@ -159,24 +159,22 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   });
   elector.start();
 
-  // Root rotation and replaced intermediates arrive as Secret edits; every replica follows them.
-  const caWatch = opts.caDir
-    ? undefined
-    : watchCaSecret(kc, {
-        namespace: opts.namespace,
-        current: ca.material,
-        logger: log.child({ component: 'ca-watch' }),
-        onChange: (next) => {
-          ca = next;
-          signer = new FastLeafSigner(next.material, { ttl });
-          caMetrics.observeMaterial(next.material);
-          mesh.setTrustBundle(next.material.trustBundle);
-          trustBundle.setRoots(next.material.trustBundle);
-          caBundle.setRoots(next.material.trustBundle);
-          csrSigner.setMaterial(next.material);
-          void reissueServingCerts('CA material changed');
-        },
-      });
+  // Root rotation and replaced intermediates arrive as Secret edits (or new files in --ca-dir); every replica follows them.
+  const caFollow = {
+    current: ca.material,
+    logger: log.child({ component: 'ca-watch' }),
+    onChange: (next: CaSource) => {
+      ca = next;
+      signer = new FastLeafSigner(next.material, { ttl });
+      caMetrics.observeMaterial(next.material);
+      mesh.setTrustBundle(next.material.trustBundle);
+      trustBundle.setRoots(next.material.trustBundle);
+      caBundle.setRoots(next.material.trustBundle);
+      csrSigner.setMaterial(next.material);
+      void reissueServingCerts('CA material changed');
+    },
+  };
+  const caWatch = opts.caDir ? watchCaDir(opts.caDir, caFollow) : watchCaSecret(kc, { namespace: opts.namespace, ...caFollow });
 
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort(signal));
@@ -193,7 +191,7 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   await elector.stop();
   configClosing.abort();
   await Promise.all([webhook.close(), meshServer.close()]);
-  await Promise.all([injector.stop(), mesh.stop(), caWatch?.stop()]);
+  await Promise.all([injector.stop(), mesh.stop(), caWatch.stop()]);
   monitoring.close();
   monitoring.closeAllConnections();
   // Anything still open now (a client library's retry timer, a watch being re-established) would keep
