@@ -37,8 +37,10 @@ export function diffMap(path: string, before: Readonly<Record<string, string>> |
   }
   for (const key of Object.keys(after)) {
     const value = after[key];
+    const old = before[key];
+    if (old === value && old !== undefined) continue; // most keys: kept as they were (a string is never one of a prototype's functions)
     if (!Object.hasOwn(before, key)) ops.push({ op: 'add', path: `${path}/${escapePointer(key)}`, value });
-    else if (before[key] !== value) ops.push({ op: 'replace', path: `${path}/${escapePointer(key)}`, value });
+    else ops.push({ op: 'replace', path: `${path}/${escapePointer(key)}`, value });
   }
 }
 
@@ -47,14 +49,19 @@ export function diffObject(path: string, before: object, after: object, ops: Ope
   if (before === after) return;
   const b = before as Record<string, unknown>;
   const a = after as Record<string, unknown>;
+  // `after` is usually a shallow copy of `before` with a few fields replaced: the same value on both
+  // sides is settled by one comparison (a JSON value is never one of a prototype's functions).
   for (const key of Object.keys(b)) {
-    if (b[key] !== undefined && (!Object.hasOwn(a, key) || a[key] === undefined)) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
+    const old = b[key];
+    if (old !== undefined && a[key] !== old && (!Object.hasOwn(a, key) || a[key] === undefined)) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
   }
   for (const key of Object.keys(a)) {
     const value = a[key];
     if (value === undefined) continue;
-    if (!Object.hasOwn(b, key) || b[key] === undefined) ops.push({ op: 'add', path: `${path}/${escapePointer(key)}`, value });
-    else if (!jsonEqual(b[key], value)) ops.push({ op: 'replace', path: `${path}/${escapePointer(key)}`, value });
+    const old = b[key];
+    if (old === value) continue;
+    if (old === undefined || !Object.hasOwn(b, key)) ops.push({ op: 'add', path: `${path}/${escapePointer(key)}`, value });
+    else if (!jsonEqual(old, value)) ops.push({ op: 'replace', path: `${path}/${escapePointer(key)}`, value });
   }
 }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import jsonpatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
-import { diffMap, diffNamedList, jsonEqual } from '../../../src/inject/patch.ts';
+import { diffMap, diffNamedList, diffObject, jsonEqual } from '../../../src/inject/patch.ts';
 
 const apply = (doc: unknown, ops: Operation[]) => jsonpatch.applyPatch(structuredClone(doc), structuredClone(ops), true).newDocument;
 
@@ -59,6 +59,29 @@ test('map: missing or null map added whole, empty target adds nothing', () => {
   const none: Operation[] = [];
   diffMap('/m', undefined, {}, none);
   assert.deepEqual(none, []);
+});
+
+test('object: a shallow copy with fields replaced, removed, added or set to undefined; prototype names are plain fields', () => {
+  const shared = { path: '/live', port: 8080 };
+  const before: Record<string, unknown> = { name: 'web', livenessProbe: shared, readinessProbe: { port: 1 }, env: [{ name: 'A' }], gone: 'x', cleared: 1, toString: 'kept' };
+  const after: Record<string, unknown> = { ...before, readinessProbe: { port: 2 }, env: [{ name: 'A' }], cleared: undefined, constructor: 'new', added: { a: 1 } };
+  delete after.gone;
+  const ops: Operation[] = [];
+  diffObject('/c', before, after, ops);
+  assert.deepEqual(ops, [
+    { op: 'remove', path: '/c/gone' },
+    { op: 'remove', path: '/c/cleared' },
+    { op: 'replace', path: '/c/readinessProbe', value: { port: 2 } },
+    { op: 'add', path: '/c/constructor', value: 'new' },
+    { op: 'add', path: '/c/added', value: { a: 1 } },
+  ]);
+  assert.deepEqual(apply({ c: before }, ops), { c: JSON.parse(JSON.stringify(after)) });
+});
+
+test('map: unchanged keys give nothing, also keys named like prototype members', () => {
+  const ops: Operation[] = [];
+  diffMap('/m', { a: '1', toString: 'x' }, { a: '1', toString: 'x', constructor: 'y' }, ops);
+  assert.deepEqual(ops, [{ op: 'add', path: '/m/constructor', value: 'y' }]);
 });
 
 test('jsonEqual ignores key order and undefined members', () => {
