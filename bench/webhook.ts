@@ -600,10 +600,12 @@ function inProcessCosts(native: boolean): { mutate: number; encodeInject: number
   const mutate = injectionMutator(native);
   const request = { uid: 'x', namespace: NAMESPACE.name, operation: 'CREATE' } as AdmissionRequest;
   const n = 500;
-  // Each review parses a fresh pod, so each call gets its own copy, made before the clock starts.
-  const copies = Array.from({ length: 6 * n }, () => structuredClone(pod));
+  // Each review parses a fresh pod, so each call gets its own copy, made before the clock starts, and parsed
+  // from JSON text as express.json does: structuredClone's objects are slower to serialise (~4 µs on this patch).
+  const text = JSON.stringify(pod);
+  const copies = Array.from({ length: 6 * n }, () => JSON.parse(text) as V1Pod);
   const mutateMicros = microsPerCall(n, (i) => mutate(copies[i], request));
-  const result = mutate(structuredClone(pod), request) as MutationResult & { patch: unknown[] };
+  const result = mutate(JSON.parse(text) as V1Pod, request) as MutationResult & { patch: unknown[] };
   const review: AdmissionReview = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: '00000000-0000-4000-8000-000000000000' } };
   return {
     mutate: mutateMicros,
