@@ -35,9 +35,15 @@ export function runInformer<T extends KubernetesObject>(
   let markSynced!: () => void;
   const synced = new Promise<void>((resolve) => (markSynced = resolve));
 
+  // client-node's start() resolves after a failed list too (it reports the failure on 'error'): only an
+  // attempt without an error has filled the cache. Counting a failed list as synced would make a missing
+  // CRD or a refused list look like "no objects", and no AuthorizationPolicies means allow everything.
+  let attemptFailed = false;
   const start = () => {
+    attemptFailed = false;
     informer.start().then(
       () => {
+        if (attemptFailed || stopped) return;
         delay = 1000;
         markSynced();
       },
@@ -45,8 +51,15 @@ export function runInformer<T extends KubernetesObject>(
     );
   };
   informer.on('error', (err: unknown) => {
+    attemptFailed = true;
     if (stopped) return;
-    logger.warn('watch failed; restarting', { path, retryInMs: delay, err: err instanceof Error ? err : String(err) });
+    const status = (err as { code?: unknown }).code;
+    if (typeof status === 'number') {
+      // The API server answered: its status says why, without client-node's long message and stack.
+      const message = status === 404 ? 'the API server does not serve this resource (is its CRD installed?); retrying' : 'the API server refused the list or watch; retrying';
+      const body = (err as { body?: unknown }).body;
+      logger.warn(message, { path, status, body: (typeof body === 'string' ? body : JSON.stringify(body ?? '')).slice(0, 300), retryInMs: delay });
+    } else logger.warn('watch failed; restarting', { path, retryInMs: delay, err: err instanceof Error ? err : String(err) });
     clearTimeout(restartTimer);
     restartTimer = setTimeout(start, delay);
     delay = Math.min(delay * 2, 30_000);
