@@ -59,7 +59,8 @@ if (demo) {
   process.exit(code);
 }
 
-// The control plane keeps its CA Secret and Lease in cinch-system, which a fresh local cluster lacks.
+// The control plane keeps its CA Secret and Lease in cinch-system, which a fresh local cluster lacks, and
+// watches the security.istio.io CRDs, which it does not have either (without them no proxy gets a config).
 if (local) {
   const { CoreV1Api, KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
@@ -71,6 +72,9 @@ if (local) {
     .catch((err: { code?: number }) => {
       if (err.code !== 409) throw err;
     });
+  const { installCrds } = await import('../test/e2e/mesh.ts');
+  await installCrds(kc);
+  console.log('[run] the PeerAuthentication and AuthorizationPolicy CRDs are installed (webhook-config/crds)');
 }
 console.log(`[run] starting the control plane (metrics and health on http://127.0.0.1:15014); Ctrl-C stops it\n`);
 const child = spawn(process.execPath, [path.join(root, 'bin/cinch.js'), 'control-plane'], {
