@@ -181,7 +181,7 @@ export class InboundHttp {
     this.h1.emit('listening');
     this.h1.on('request', (req, res) => this.onRequest(req, res, false));
     // Without this listener node:http answers `Expect: 100-continue` itself, before the policy has run, and a
-    // denied client sends its whole body for nothing. With it, the 100 comes from the app, after authorization.
+    // denied client sends its whole body for nothing. With it, the 100 goes out only once the request is allowed.
     this.h1.on('checkContinue', (req, res) => this.onRequest(req, res, true));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
     this.h1.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onTunnel(req, socket, head));
@@ -295,10 +295,13 @@ export class InboundHttp {
       return;
     }
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-    this.forward(req, res, ctx, path + query, hasBody, expectsContinue, false);
+    // Allowed: the client may send its body now. Answered here rather than relayed from the app, which may never
+    // send a 100 (the client would stall on its own timer, and node:http would close the connection after).
+    if (expectsContinue) res.writeContinue();
+    this.forward(req, res, ctx, path + query, hasBody, false);
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, ctx: InboundContext, target: string, hasBody: boolean, expectsContinue: boolean, retried: boolean): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, ctx: InboundContext, target: string, hasBody: boolean, retried: boolean): void {
     const upstream = http.request({
       host: this.options.appHost,
       port: ctx.port,
@@ -309,8 +312,6 @@ export class InboundHttp {
       agent: this.agent,
     });
     let responded = false;
-    // The Expect header went to the app with the request: its 100 Continue is what the client waits for.
-    if (expectsContinue) upstream.once('continue', () => res.writeContinue());
     upstream.on('response', (up) => {
       responded = true;
       const headers = responseHeaders(up.rawHeaders, up.headers.connection);
@@ -327,7 +328,7 @@ export class InboundHttp {
       // A pooled connection the app closed just as we picked it: the app never saw the request, so an
       // idempotent one without a body is retried once (node:http's documented reusedSocket pattern).
       if (!retried && !hasBody && upstream.reusedSocket && err.code === 'ECONNRESET' && IDEMPOTENT.has(req.method ?? '')) {
-        this.forward(req, res, ctx, target, hasBody, expectsContinue, true);
+        this.forward(req, res, ctx, target, hasBody, true);
         return;
       }
       if (res.headersSent) res.destroy();

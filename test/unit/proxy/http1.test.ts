@@ -163,7 +163,7 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
     r.request?.protocol === 'http' && r.request.path.startsWith('/admin') ? { allow: false, policy: 'foo/deny', reason: 'deny' } : { allow: true, policy: null, reason: 'allow' };
 
   before(async () => {
-    app = http.createServer((req, res) => {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       let body = '';
       req.setEncoding('latin1');
       req.on('data', (d: string) => (body += d));
@@ -184,7 +184,10 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
           res.end(`${req.method} ${req.url} ${body.length}`);
         }
       });
-    });
+    };
+    app = http.createServer(handler);
+    // An app that ignores Expect: 100-continue (never sends a 100 itself), as many do.
+    app.on('checkContinue', handler);
     appPort = await listen(app);
     ({ proxy, port } = await startProxy(appPort, deny));
   });
@@ -247,18 +250,23 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
     assert.deepEqual(seen, []);
   });
 
-  it('relays the app\'s 100 Continue to an allowed client, which then sends its body', async () => {
+  it('answers 100 Continue itself once a request is allowed, even when the app never sends one, and keeps the connection', async () => {
     seen.length = 0;
     const socket = net.connect(port, '127.0.0.1');
     const result = collect(socket);
-    socket.write('POST /upload HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n');
-    const first = await new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
-    assert.match(first, /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    const firstData = () => new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
+    let next = firstData();
+    socket.write('POST /upload HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n');
+    assert.match(await next, /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    next = firstData();
     socket.write('hello');
+    const answer = await next;
+    assert.match(answer, /^HTTP\/1\.1 200 [\s\S]*POST \/upload 5$/);
+    assert.doesNotMatch(answer, /connection: close/i, 'the connection stays open for the next request');
+    socket.write('GET /again HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
     const text = (await result).data.toString('latin1');
-    assert.deepEqual(statuses(text), [100, 200]);
-    assert.match(text, /POST \/upload 5$/);
-    assert.deepEqual(seen, ['POST /upload 5']);
+    assert.deepEqual(statuses(text), [100, 200, 200]);
+    assert.deepEqual(seen, ['POST /upload 5', 'GET /again 0']);
   });
 
   it('drops XFCC spelt with underscores, which CGI/WSGI apps would read as the real one (fast path and node:http)', async () => {
