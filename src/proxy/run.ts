@@ -86,7 +86,8 @@ export async function runProxy(opts: ProxyRunOptions): Promise<void> {
   void agent.start().catch(() => undefined);
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort(signal));
-  await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+  // A /quitquitquit may already have come in while the listeners started.
+  if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
   log.info('shutting down', { drainSeconds: opts.drainSeconds });
   agent.stop();
   configClient.stop();
