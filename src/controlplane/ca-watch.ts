@@ -34,11 +34,15 @@ function sameFiles(a: Readonly<Record<string, string | undefined>>, b: Readonly<
 /** Takes each new set of CA files: a consistent one becomes current (onChange), an inconsistent one is refused and said why. */
 function followCaFiles(opts: Pick<CaWatchOptions, 'current' | 'logger' | 'onChange' | 'onInvalid'>, origin: string): (files: Record<string, string | undefined>, resourceVersion?: string) => void {
   let current = opts.current;
+  // The last set refused: a folder polled every few seconds would otherwise refuse (and log) the same set forever.
+  let refused: Record<string, string | undefined> | undefined;
   return (files, resourceVersion) => {
     if (current && sameFiles(current.files, files)) return;
+    if (refused && sameFiles(refused, files)) return;
     try {
       const material = loadCaMaterial(files);
       current = material;
+      refused = undefined;
       opts.logger.info('CA material reloaded', {
         origin,
         resourceVersion,
@@ -49,6 +53,7 @@ function followCaFiles(opts: Pick<CaWatchOptions, 'current' | 'logger' | 'onChan
       opts.onChange({ material, origin, resourceVersion });
     } catch (err) {
       if (!(err instanceof CaMaterialError)) throw err;
+      refused = files;
       opts.logger.error('CA material changed but is refused; still using the previous material', { origin, check: err.check, error: err.message });
       opts.onInvalid?.(err);
     }
@@ -86,7 +91,8 @@ export interface CaDirWatchOptions extends Omit<CaWatchOptions, 'namespace' | 'n
 
 /**
  * Follows a cacerts folder by reading it again every few seconds: simpler and surer than file events
- * across the kubelet's symlink swap of a mounted Secret, and the files are a few KiB.
+ * across the kubelet's symlink swap of a mounted Secret, and the files are a few KiB. Files are read one
+ * by one, so a folder edited in place should be updated by writing new files and renaming them over the old.
  */
 export function watchCaDir(dir: string, opts: CaDirWatchOptions): CaWatch {
   const origin = `dir ${dir}`;
@@ -99,7 +105,12 @@ export function watchCaDir(dir: string, opts: CaDirWatchOptions): CaWatch {
       opts.logger.warn('could not read the CA folder; still using the material in memory', { origin, error: (err as Error).message });
       return;
     }
-    follow(files);
+    try {
+      follow(files);
+    } catch (err) {
+      // Not a refusal (those are logged by follow): an unexpected failure must not end the process from a timer.
+      opts.logger.error('could not apply the CA folder; still using the material in memory', { origin, err });
+    }
   };
   const timer = setInterval(poll, opts.intervalMs ?? 10_000);
   timer.unref();

@@ -53,6 +53,10 @@ describe('watchCaDir', () => {
       assert.ok(refusals[0].check, 'the refusal names its check');
       await until(() => logLines.some((l) => l.includes('CA material changed but is refused')));
       assert.ok(!logLines.some((l) => l.includes('PRIVATE KEY')), 'no key material in the logs');
+      // The same refused set, polled again and again, is refused (and logged) once.
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(refusals.length, 1);
+      assert.equal(logLines.filter((l) => l.includes('CA material changed but is refused')).length, 1);
 
       // A whole new consistent set (a replaced intermediate under a new root): it becomes current.
       writeCaDir(dir, await createRootAndIntermediate({ trustDomain: 'cluster.local' }), true);
