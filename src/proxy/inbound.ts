@@ -15,10 +15,18 @@ import type { PlainProtocol } from './detect.ts';
 import { InboundHttp, authzRequest, decide } from './http-authz.ts';
 import type { InboundContext } from './http-authz.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { OUTBOUND_PORT } from './outbound.ts';
+import { READY_PORT, STATS_PORT } from './admin.ts';
 import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, INBOUND_ALPNS, MESH_ALPNS, meshTlsOptions, plainIp } from './types.ts';
 import type { InboundConfig, MeshCredentials, OriginalDestinationLookup, PeerAuthenticationMode, TlsMaterial } from './types.ts';
 
 export const INBOUND_PORT = 15006;
+/**
+ * The sidecar's own ports (outbound, inbound, stats, readiness). A connection "to" one of them came to the pod IP
+ * and was redirected here; forwarding it to loopback would loop back into the proxy (a connection storm) or reach
+ * endpoints meant for the pod alone (/quitquitquit) as if from inside the pod. Envoy blackholes these too.
+ */
+const SIDECAR_PORTS: ReadonlySet<number> = new Set([OUTBOUND_PORT, INBOUND_PORT, STATS_PORT, READY_PORT]);
 export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 3_600_000;
 export const DEFAULT_DETECTION_TIMEOUT_MS = 1000;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -76,6 +84,8 @@ export class InboundProxy {
   private readonly sockets = new Set<net.Socket>();
   private readonly unsubscribe: () => void;
   private hasCredentials = false;
+  /** Where this listener is bound (15006 in a pod; any port in tests). */
+  private listeningPort: number | undefined;
 
   constructor(options: InboundOptions) {
     this.options = options;
@@ -120,7 +130,9 @@ export class InboundProxy {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.removeListener('error', reject);
-        resolve(this.server.address() as net.AddressInfo);
+        const address = this.server.address() as net.AddressInfo;
+        this.listeningPort = address.port;
+        resolve(address);
       });
     });
   }
@@ -157,6 +169,11 @@ export class InboundProxy {
       destinationIp = plainIp(dst.address);
     } catch (err) {
       this.logger.warn('inbound connection without original destination closed', { error: err, source_ip: plainIp(raw.remoteAddress) });
+      raw.destroy();
+      return;
+    }
+    if (SIDECAR_PORTS.has(port) || port === this.listeningPort) {
+      this.logger.warn("inbound connection to the proxy's own port refused", { destination_port: port, source_ip: plainIp(raw.remoteAddress) });
       raw.destroy();
       return;
     }

@@ -270,6 +270,22 @@ describe('inbound PERMISSIVE and DISABLE', () => {
   });
 });
 
+describe("inbound connections to the proxy's own ports", () => {
+  it('closes them without forwarding: to its own listener that would loop back into itself, to 15020 reach the admin endpoints from loopback', async () => {
+    const setup = await startInbound('PERMISSIVE', 0);
+    for (const port of [setup.port, 15020, 15021, 15001, 15006]) {
+      setup.state.appPort = port; // as a direct call to <pod IP>:<port> arrives, redirected with that original port
+      const result = await roundTrip(net.connect(setup.port, '127.0.0.1'), 'POST /quitquitquit HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n');
+      assert.equal(result.data.length, 0, `port ${port}: closed without an answer`);
+    }
+    const refusals = setup.sink.lines().filter((l) => l.message === "inbound connection to the proxy's own port refused");
+    assert.deepEqual(
+      refusals.map((l) => l.destination_port),
+      [setup.port, 15020, 15021, 15001, 15006],
+    );
+  });
+});
+
 describe('inbound TCP behaviour', () => {
   let setup: Setup;
   let app: CountingApp;
