@@ -290,8 +290,11 @@ export function caRouter(opts: CaRouterOptions): Router {
     const notAfter = leaf.notAfter.toISOString();
     // The same text JSON.stringify({ certChain, trustBundle, notAfter }) gives; only the leaf and the date are new.
     const json = `{"certChain":${certChainJson(signer, leaf.certChain)},"trustBundle":${trustBundleJson()},"notAfter":"${rfc3339(notAfter)}"}`;
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(json) });
-    res.end(json);
+    const length = Buffer.byteLength(json);
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': length });
+    // As many bytes as characters: all ASCII (PEM and a date), whose UTF-8 is its latin1, which goes out
+    // as a plain copy instead of an encoding pass. Same bytes either way (as sendJsonText does).
+    res.end(json, length === json.length ? 'latin1' : 'utf8');
     // Bookkeeping after the answer is on its way: the audit line and metrics (~50 µs, mostly the
     // logger) overlap with the network and the client instead of adding to every request's latency.
     metrics.signingDuration.observe(signingSeconds);

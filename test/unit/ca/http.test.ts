@@ -180,6 +180,13 @@ test('the response text is exactly JSON.stringify of its fields, and follows a c
     assert.deepEqual(second.json.certChain.slice(1), [...material.chainPems]);
     assert.deepEqual(second.json.trustBundle, [...material.trustBundle]);
     assert.equal(second.text, JSON.stringify({ certChain: second.json.certChain, trustBundle: second.json.trustBundle, notAfter: second.json.notAfter }));
+    // Text beyond ASCII (not in any PEM this CA writes, but a roots file may carry it) still arrives as UTF-8.
+    material = { ...material, trustBundle: [...material.trustBundle, 'ünïcode ✓ \u{1F512}'] };
+    const third = await post({ csr });
+    assert.equal(third.status, 200, third.text);
+    assert.equal(third.json.trustBundle.at(-1), 'ünïcode ✓ \u{1F512}');
+    assert.equal(Number(third.headers['content-length']), Buffer.byteLength(third.text));
+    assert.equal(third.text, JSON.stringify({ certChain: third.json.certChain, trustBundle: third.json.trustBundle, notAfter: third.json.notAfter }));
   } finally {
     material = saved;
     signer = new FastLeafSigner(material);
