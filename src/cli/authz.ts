@@ -11,7 +11,7 @@ async function authzCheck(opts: CheckOptions): Promise<void> {
   if (opts.output !== 'text' && opts.output !== 'json') throw new CliError(`cinch authz check: -o must be 'text' or 'json', not '${opts.output}'`);
   // Loaded lazily, like every subcommand's implementation (see main.ts).
   const fs = await import('node:fs/promises');
-  const { buildPolicySet, checkRequest, parseAuthzRequest } = await import('../policy/index.ts');
+  const { buildPolicySet, checkRequest, parseAuthzRequest, CUSTOM_UNSUPPORTED } = await import('../policy/index.ts');
   const { loadPolicyDocuments, PolicyLoadError } = await import('../policy/load.ts');
 
   let requestText: string;
@@ -37,9 +37,10 @@ async function authzCheck(opts: CheckOptions): Promise<void> {
     throw err;
   }
   const set = buildPolicySet(documents.map((d) => d.value));
-  // Invalid policies are reported and skipped; they never stop the valid ones from being evaluated.
+  // Invalid policies are reported and skipped (errors in rules: those rules are); they never stop the valid ones.
   for (const problem of set.problems) {
-    const what = problem.enforced ? 'not supported' : 'invalid, skipped';
+    const custom = problem.errors.some((e) => e.includes(CUSTOM_UNSUPPORTED));
+    const what = !problem.enforced ? 'invalid, skipped' : custom ? 'not supported' : 'invalid rule, left out';
     for (const message of problem.errors) process.stderr.write(`cinch authz check: ${problem.kind} ${problem.ref} ${what}: ${message}\n`);
     for (const message of problem.warnings) process.stderr.write(`cinch authz check: ${problem.kind} ${problem.ref} warning: ${message}\n`);
   }

@@ -86,7 +86,7 @@ export class PolicyStatusReporter {
     this.core = opts.kc?.makeApiClient(CoreV1Api);
     this.gauge = new Gauge({
       name: 'cinch_policy_invalid',
-      help: 'Policies with validation errors, by kind; enforced="true" for those still enforced (CUSTOM fails closed), "false" for those skipped.',
+      help: 'Policies with validation errors, by kind; enforced="true" for those still enforced (without their rules in error; CUSTOM fails closed), "false" for those skipped.',
       labelNames: ['kind', 'enforced'],
       registers: [opts.registry],
     });
@@ -113,7 +113,7 @@ export class PolicyStatusReporter {
         this.reported.set(key, signature);
         const fields = { kind: problem.kind, policy: problem.ref, errors: problem.errors, warnings: problem.warnings, enforced: problem.enforced };
         if (problem.errors.length > 0) {
-          this.opts.logger.warn(problem.enforced ? 'policy has errors; enforced fail-closed' : 'invalid policy refused; the valid ones still apply', fields);
+          this.opts.logger.warn(problem.enforced ? 'policy has errors; enforced without what is in error (CUSTOM: denies what it matches)' : 'invalid policy refused; the valid ones still apply', fields);
         } else {
           this.opts.logger.info('policy accepted with warnings', fields);
         }

@@ -32,8 +32,8 @@ export interface ValidationResult<T> {
 }
 
 export const CUSTOM_UNSUPPORTED = 'CUSTOM requires an extension provider; Cinch has none';
-const NEEDS_REQUEST_AUTHENTICATION =
-  'JWT attributes need a RequestAuthentication, which Cinch does not support yet; the policy is not enforced';
+export const NO_REQUEST_AUTHENTICATION =
+  'Cinch validates no JWTs (no RequestAuthentication), so, as in Istio without one, no request has a request principal or claims: requestPrincipals and request.auth values never match, their not- forms always do';
 
 class Issues {
   readonly errors: string[] = [];
@@ -273,7 +273,7 @@ function checkSource(issues: Issues, path: string, source: Record<string, unknow
     issues.error(path, 'must not be empty (set at least one of principals, namespaces, serviceAccounts, ipBlocks, … or their not- forms)');
   }
   for (const f of ['requestPrincipals', 'notRequestPrincipals'] as const) {
-    if (present(source[f])) issues.error(`${path}.${f}`, NEEDS_REQUEST_AUTHENTICATION);
+    if (lists[f].length > 0) issues.warn(`${path}.${f}`, NO_REQUEST_AUTHENTICATION);
   }
   const identity = lists.principals.length + lists.notPrincipals.length + lists.namespaces.length + lists.notNamespaces.length;
   if (identity > 0 && lists.serviceAccounts.length + lists.notServiceAccounts.length > 0) {
@@ -316,7 +316,8 @@ function checkConditionKey(issues: Issues, path: string, key: string, values: st
     return;
   }
   if (key.startsWith('request.auth.')) {
-    issues.error(`${path}.key`, `"${key}": ${NEEDS_REQUEST_AUTHENTICATION}`);
+    if (!/^request\.auth\.(principal|audiences|presenter|claims(\[[^\][]+\])+)$/.test(key)) issues.error(`${path}.key`, `unknown attribute "${key}" (request.auth.principal, audiences, presenter or claims[<name>])`);
+    else issues.warn(`${path}.key`, `"${key}": ${NO_REQUEST_AUTHENTICATION}`);
     return;
   }
   if (key.startsWith('experimental.')) {
@@ -454,25 +455,15 @@ export function validateAuthorizationPolicy(obj: unknown, _options: PolicyOption
   }
 
   const rules = spec.rules;
+  /** Errors found inside each rule, by rule index: those rules are enforced in part (see enforceableRule). */
+  const ruleErrors = new Map<number, string[]>();
   if (present(rules) && !Array.isArray(rules)) {
     issues.error('spec.rules', 'must be a list of rules');
   } else if (Array.isArray(rules)) {
     rules.forEach((rule, i) => {
-      const path = `spec.rules[${i}]`;
-      if (!isObject(rule)) return issues.error(path, 'must be an object ({} matches every request)');
-      checkKnownFields(issues, path, rule, ['from', 'to', 'when']);
-      checkWrappedList(issues, `${path}.from`, rule.from, 'source', (p, body) => checkSource(issues, p, body));
-      checkWrappedList(issues, `${path}.to`, rule.to, 'operation', (p, body) => checkOperation(issues, p, body));
-      if (present(rule.when)) {
-        if (!Array.isArray(rule.when)) issues.error(`${path}.when`, 'must be a list of conditions');
-        else rule.when.forEach((c, j) => checkCondition(issues, `${path}.when[${j}]`, c));
-      }
-      if (action === 'DENY') {
-        const { httpOnly, hasPorts } = usesHttpOnlyFields(rule);
-        if (httpOnly && !hasPorts) {
-          issues.warn(path, 'on TCP traffic this DENY rule ignores its HTTP-only conditions (hosts, methods, paths, headers) and denies all TCP traffic it otherwise matches; add ports to limit it');
-        }
-      }
+      const errorsBefore = issues.errors.length;
+      checkRule(issues, `spec.rules[${i}]`, rule, action);
+      if (issues.errors.length > errorsBefore) ruleErrors.set(i, issues.errors.slice(errorsBefore));
     });
   }
   const hasRules = Array.isArray(rules) && rules.length > 0;
@@ -487,12 +478,91 @@ export function validateAuthorizationPolicy(obj: unknown, _options: PolicyOption
     issues.warn(`metadata.annotations.${DRY_RUN_ANNOTATION}`, `"${dryRun}" is not a boolean; the policy is enforced`);
   }
 
-  const structuralErrors = issues.errors.length;
+  // Errors outside the rules (metadata, selector, action, …) leave the policy's scope or meaning unknown: skipped.
+  const policyErrors = issues.errors.length - [...ruleErrors.values()].reduce((n, e) => n + e.length, 0);
   if (custom) issues.error('spec.action', CUSTOM_UNSUPPORTED + '; requests it matches are denied (fail closed)');
-  const policy = { ...(root as unknown as AuthorizationPolicy), spec: spec as AuthorizationPolicy['spec'] };
+  if (policyErrors > 0) return { errors: issues.errors, warnings: issues.warnings };
   // A well-formed CUSTOM policy stays enforceable: Cinch denies what it matches rather than let it through.
-  if (structuralErrors === 0) return { policy, errors: issues.errors, warnings: issues.warnings };
-  return { errors: issues.errors, warnings: issues.warnings };
+  // A rule with errors is left out and the rest of the policy enforced, as Istio does with rules it cannot build.
+  // Skipping the whole policy instead could make it weaker than its author meant: an ALLOW policy gone can leave
+  // "no ALLOW policy: allow everything", while an ALLOW policy left with no rules allows nothing.
+  let enforcedSpec = spec;
+  if (Array.isArray(rules)) {
+    const kept = (rules as unknown[]).flatMap((rule, i) => {
+      const path = `spec.rules[${i}]`;
+      if (ruleErrors.has(i)) {
+        issues.warn(path, `left out because of its errors (the rest of the policy applies): ${action === 'ALLOW' ? 'it allows nothing' : 'it matches nothing'}`);
+        return [];
+      }
+      const evaluable = withoutJwtAttributes(rule as Record<string, unknown>);
+      if (evaluable === undefined) issues.warn(path, 'never matches: it needs a request principal or JWT claims, which no request has in Cinch');
+      return evaluable === undefined ? [] : [evaluable];
+    });
+    if (kept.length !== rules.length || kept.some((r, i) => r !== rules[i])) enforcedSpec = { ...spec, rules: kept };
+  }
+  const policy = { ...(root as unknown as AuthorizationPolicy), spec: enforcedSpec as AuthorizationPolicy['spec'] };
+  return { policy, errors: issues.errors, warnings: issues.warnings };
+}
+
+function checkRule(issues: Issues, path: string, rule: unknown, action: unknown): void {
+  if (!isObject(rule)) return issues.error(path, 'must be an object ({} matches every request)');
+  checkKnownFields(issues, path, rule, ['from', 'to', 'when']);
+  checkWrappedList(issues, `${path}.from`, rule.from, 'source', (p, body) => checkSource(issues, p, body));
+  checkWrappedList(issues, `${path}.to`, rule.to, 'operation', (p, body) => checkOperation(issues, p, body));
+  if (present(rule.when)) {
+    if (!Array.isArray(rule.when)) issues.error(`${path}.when`, 'must be a list of conditions');
+    else rule.when.forEach((c, j) => checkCondition(issues, `${path}.when[${j}]`, c));
+  }
+  if (action === 'DENY') {
+    const { httpOnly, hasPorts } = usesHttpOnlyFields(rule);
+    if (httpOnly && !hasPorts) {
+      issues.warn(path, 'on TCP traffic this DENY rule ignores its HTTP-only conditions (hosts, methods, paths, headers) and denies all TCP traffic it otherwise matches; add ports to limit it');
+    }
+  }
+}
+
+/**
+ * A valid rule as Istio evaluates it without a RequestAuthentication, which is Cinch's case: no request has a request
+ * principal or JWT claims. A `from` entry with requestPrincipals never matches; notRequestPrincipals always holds; a
+ * request.auth.* condition with values never holds, one with only notValues always does. Returns the rule without
+ * those attributes, or undefined when it can never match. (So the usual "require a JWT" DENY rule,
+ * `from: [{source: {notRequestPrincipals: ["*"]}}]`, denies every request, and an ALLOW rule on requestPrincipals
+ * allows none: fail closed, exactly as Istio would without a RequestAuthentication.)
+ */
+export function withoutJwtAttributes(rule: Record<string, unknown>): Record<string, unknown> | undefined {
+  const usesJwt =
+    (Array.isArray(rule.from) && rule.from.some((e) => isObject(e) && isObject(e.source) && ('requestPrincipals' in e.source || 'notRequestPrincipals' in e.source))) ||
+    (Array.isArray(rule.when) && rule.when.some((c) => isObject(c) && typeof c.key === 'string' && c.key.startsWith('request.auth.')));
+  if (!usesJwt) return rule;
+  const out: Record<string, unknown> = { ...rule };
+  if (Array.isArray(rule.from)) {
+    const entries: unknown[] = [];
+    let matchesAll = false;
+    for (const entry of rule.from as Record<string, Record<string, unknown>>[]) {
+      const source = { ...entry.source };
+      if (Array.isArray(source.requestPrincipals) && source.requestPrincipals.length > 0) continue; // never matches
+      delete source.requestPrincipals;
+      delete source.notRequestPrincipals; // always holds
+      if (Object.keys(source).length === 0) matchesAll = true;
+      entries.push({ ...entry, source });
+    }
+    if (entries.length === 0) return undefined;
+    if (matchesAll) delete out.from;
+    else out.from = entries;
+  }
+  if (Array.isArray(rule.when)) {
+    const conditions: unknown[] = [];
+    for (const condition of rule.when as Record<string, unknown>[]) {
+      if (typeof condition.key !== 'string' || !condition.key.startsWith('request.auth.')) {
+        conditions.push(condition);
+        continue;
+      }
+      if (Array.isArray(condition.values) && condition.values.length > 0) return undefined; // never holds
+    }
+    if (conditions.length > 0) out.when = conditions;
+    else delete out.when;
+  }
+  return out;
 }
 
 /** Go's strconv.ParseBool, which Istio uses for `istio.io/dry-run`. */

@@ -280,13 +280,14 @@ test('invalid policies get an InvalidPolicy Event, a log line and a metric; the 
   await kubectl(['apply', '-f', '-'], `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata:
-  name: needs-jwt
+  name: bad-action
   namespace: ${appNs}
 spec:
+  action: DENY
+  provider:
+    name: my-ext-authz
   rules:
-  - when:
-    - key: request.auth.claims[iss]
-      values: ["https://issuer.example"]
+  - {}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -314,43 +315,43 @@ spec:
         principals: ["${TD}/ns/${appNs}/sa/sleep"]
 `);
   const { config } = await waitForConfig(client, (c) => policyNames(c).includes('allow-sleep'));
-  // The JWT one is refused; CUSTOM stays, failing closed; the valid one is there.
+  // The DENY policy naming a provider is refused (its meaning is unclear); CUSTOM stays, failing closed; the valid one is there.
   assert.deepEqual(policyNames(config), ['allow-sleep', 'ext-authz']);
 
   const deadline = Date.now() + 5000;
-  let jwt: CoreV1Event[] = [];
+  let refused: CoreV1Event[] = [];
   let custom: CoreV1Event[] = [];
   while (Date.now() < deadline) {
-    [jwt, custom] = await Promise.all([eventsFor('needs-jwt'), eventsFor('ext-authz')]);
-    if (jwt.length > 0 && custom.length > 0) break;
+    [refused, custom] = await Promise.all([eventsFor('bad-action'), eventsFor('ext-authz')]);
+    if (refused.length > 0 && custom.length > 0) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.equal(jwt.length, 1, 'one Event on the JWT policy');
-  assert.equal(jwt[0].reason, 'InvalidPolicy');
-  assert.equal(jwt[0].type, 'Warning');
-  assert.equal(jwt[0].involvedObject.kind, 'AuthorizationPolicy');
-  assert.ok(jwt[0].involvedObject.uid);
-  assert.match(jwt[0].message ?? '', /request\.auth\.claims/);
-  assert.match(jwt[0].message ?? '', /not enforced/);
+  assert.equal(refused.length, 1, 'one Event on the refused policy');
+  assert.equal(refused[0].reason, 'InvalidPolicy');
+  assert.equal(refused[0].type, 'Warning');
+  assert.equal(refused[0].involvedObject.kind, 'AuthorizationPolicy');
+  assert.ok(refused[0].involvedObject.uid);
+  assert.match(refused[0].message ?? '', /must not be set with a non-CUSTOM action/);
+  assert.match(refused[0].message ?? '', /not enforced/);
   assert.equal(custom.length, 1);
   assert.equal(custom[0].reason, 'InvalidPolicy');
   assert.match(custom[0].message ?? '', /CUSTOM/);
   assert.equal((await eventsFor('allow-sleep')).length, 0);
 
-  const warned = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.level === 'warn' && l.policy === `${appNs}/needs-jwt`);
+  const warned = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.level === 'warn' && l.policy === `${appNs}/bad-action`);
   assert.ok(warned, 'a warn log line names the policy');
-  assert.match(JSON.stringify(warned.errors), /request\.auth\.claims/);
+  assert.match(JSON.stringify(warned.errors), /must not be set with a non-CUSTOM action/);
   const metrics = await registry.getSingleMetricAsString('cinch_policy_invalid');
   assert.match(metrics, /cinch_policy_invalid\{kind="AuthorizationPolicy",enforced="false"\} [1-9]/);
   assert.match(metrics, /cinch_policy_invalid\{kind="AuthorizationPolicy",enforced="true"\} [1-9]/);
 
   // A rebuild (here: a valid policy changes) neither repeats the Event nor the log line.
-  const warnsBefore = logLines.filter((l) => l.includes('needs-jwt')).length;
+  const warnsBefore = logLines.filter((l) => l.includes('bad-action')).length;
   await kubectl(['label', 'authorizationpolicy', '-n', appNs, 'allow-sleep', 'touched=yes']);
   await kubectl(['annotate', 'authorizationpolicy', '-n', appNs, 'allow-sleep', 'note=again']);
   await new Promise((r) => setTimeout(r, 500));
-  assert.equal((await eventsFor('needs-jwt')).length, 1);
-  assert.equal(logLines.filter((l) => l.includes('needs-jwt')).length, warnsBefore);
+  assert.equal((await eventsFor('bad-action')).length, 1);
+  assert.equal(logLines.filter((l) => l.includes('bad-action')).length, warnsBefore);
 });
 
 test('a certificate for another ServiceAccount asking for this pod gets 403', async () => {

@@ -120,19 +120,25 @@ test('a pod in the root namespace gets its policies once', () => {
 
 test('invalid policies are left out and reported, the valid ones of the same namespace stay', () => {
   const objects = [
+    ap('foo', 'bad-action', { action: 'PERMIT', rules: [{}] }),
     ap('foo', 'jwt', { rules: [{ when: [{ key: 'request.auth.claims[iss]', values: ['x'] }] }] }),
     ap('foo', 'custom', { action: 'CUSTOM', provider: { name: 'ext' }, rules: [{ to: [{ operation: { paths: ['/x'] } }] }] }),
     ap('foo', 'good', { rules: [{ from: [{ source: { namespaces: ['bar'] } }] }] }),
   ];
   const index = indexPolicies(objects, ROOT);
   const problems = new Map(index.problems.map((p) => [p.ref, p]));
-  assert.equal(problems.get('foo/jwt')?.enforced, false);
-  assert.match(problems.get('foo/jwt')!.errors.join(), /RequestAuthentication/);
+  assert.equal(problems.get('foo/bad-action')?.enforced, false);
+  // JWT claims: no request has them in Cinch (no RequestAuthentication), so the rule never matches: a warning, and the
+  // policy is delivered with no rules (it allows nothing), never skipped.
+  assert.equal(problems.get('foo/jwt')?.enforced, true);
+  assert.deepEqual(problems.get('foo/jwt')!.errors, []);
+  assert.match(problems.get('foo/jwt')!.warnings.join(), /RequestAuthentication/);
   // CUSTOM is an error that is still enforced: it fails closed.
   assert.equal(problems.get('foo/custom')?.enforced, true);
   assert.equal(problems.has('foo/good'), false);
   const config = buildProxyConfig(snapshot({ policies: objects }), httpbin);
-  assert.deepEqual(names(config.authorizationPolicies).sort(), ['foo/custom', 'foo/good']);
+  assert.deepEqual(names(config.authorizationPolicies).sort(), ['foo/custom', 'foo/good', 'foo/jwt']);
+  assert.deepEqual(config.authorizationPolicies.find((p) => p.metadata.name === 'jwt')?.spec.rules, []);
 });
 
 test('pushed policies carry only what the core reads: no managedFields, no last-applied copy', () => {

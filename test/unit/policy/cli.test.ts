@@ -60,7 +60,7 @@ describe('cinch authz check', { concurrency: true }, () => {
   test('authz check reports the invalid policy on stderr and still evaluates the valid ones', async () => {
     const { run, result } = await checkJson('deny-admin.json');
     assert.equal(result.decision, 'DENY');
-    assert.match(run.stderr, /AuthorizationPolicy foo\/broken invalid, skipped: spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: bad port "0"/);
+    assert.match(run.stderr, /AuthorizationPolicy foo\/broken invalid rule, left out: spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: bad port "0"/);
     assert.doesNotMatch(run.stderr, /unrelated|ConfigMap/);
   });
 

@@ -2,15 +2,16 @@
 // ones, and warnings never stop a policy from being enforced.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildPolicySet, validateAuthorizationPolicy, validatePeerAuthentication } from '../../../src/policy/validate.ts';
-import { ap, pa } from './support.ts';
+import { buildPolicySet, validateAuthorizationPolicy, validatePeerAuthentication, withoutJwtAttributes } from '../../../src/policy/validate.ts';
+import { compileWorkloadPolicy } from '../../../src/policy/workload.ts';
+import { ap, HTTPBIN, http, pa } from './support.ts';
 
 interface Row {
   name: string;
   object: Record<string, unknown>;
   /** Every expected message must appear among the errors (exact string, or a pattern). */
   errors: (string | RegExp)[];
-  /** Still enforceable despite errors (CUSTOM only). */
+  /** Still enforced as a whole despite errors (CUSTOM only; rules with errors are left out of an enforced policy). */
   enforced?: boolean;
 }
 
@@ -24,11 +25,6 @@ const authorizationRows: Row[] = [
   { name: 'lowercase action', object: ap('x', { action: 'allow' }), errors: [/^spec\.action: unknown action/] },
   { name: 'CUSTOM is refused with a clear message, and fails closed', object: ap('x', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{}] }), errors: ['spec.action: CUSTOM requires an extension provider; Cinch has none; requests it matches are denied (fail closed)'], enforced: true },
   { name: 'provider without CUSTOM', object: ap('x', { action: 'DENY', provider: { name: 'opa' }, rules: [{}] }), errors: ['spec.provider: must not be set with a non-CUSTOM action (DENY)'] },
-  { name: 'requestPrincipals need RequestAuthentication', object: ap('x', source({ requestPrincipals: ['*'] })), errors: [/^spec\.rules\[0\]\.from\[0\]\.source\.requestPrincipals: JWT attributes need a RequestAuthentication/] },
-  { name: 'notRequestPrincipals need RequestAuthentication', object: ap('x', source({ notRequestPrincipals: ['*'] })), errors: [/^spec\.rules\[0\]\.from\[0\]\.source\.notRequestPrincipals: JWT attributes need a RequestAuthentication/] },
-  { name: 'request.auth.claims needs RequestAuthentication', object: ap('x', cond({ key: 'request.auth.claims[iss]', values: ['x'] })), errors: [/^spec\.rules\[0\]\.when\[0\]\.key: "request\.auth\.claims\[iss\]": JWT attributes need a RequestAuthentication/] },
-  { name: 'request.auth.principal needs RequestAuthentication', object: ap('x', cond({ key: 'request.auth.principal', values: ['x'] })), errors: [/^spec\.rules\[0\]\.when\[0\]\.key: "request\.auth\.principal"/] },
-  { name: 'request.auth.audiences needs RequestAuthentication', object: ap('x', cond({ key: 'request.auth.audiences', notValues: ['x'] })), errors: [/request\.auth\.audiences.*RequestAuthentication/] },
   { name: 'selector and targetRefs', object: ap('x', { selector: { matchLabels: { app: 'a' } }, targetRefs: [{ kind: 'Gateway', name: 'gw' }] }), errors: ['spec: selector and targetRefs are mutually exclusive: set only one of selector, targetRef, targetRefs'] },
   { name: 'targetRef and targetRefs', object: ap('x', { targetRef: { kind: 'Gateway', name: 'gw' }, targetRefs: [{ kind: 'Gateway', name: 'gw' }] }), errors: [/^spec: targetRef and targetRefs are mutually exclusive/] },
   { name: 'targetRefs item without kind', object: ap('x', { targetRefs: [{ name: 'gw' }] }), errors: ['spec.targetRefs[0].kind: is required'] },
@@ -104,7 +100,15 @@ for (const row of authorizationRows) {
       const found = result.errors.some((e) => (typeof expected === 'string' ? e === expected : expected.test(e)));
       assert.ok(found, `expected ${String(expected)} among:\n${result.errors.join('\n')}`);
     }
-    assert.equal(result.policy !== undefined, row.enforced === true, 'enforced?');
+    // Errors only inside rules: the policy is enforced without those rules; anywhere else: skipped.
+    const onlyInRules = result.errors.every((e) => e.startsWith('spec.rules['));
+    assert.equal(result.policy !== undefined, row.enforced === true || onlyInRules, 'enforced?');
+    if (result.policy && !row.enforced) {
+      const rules = (row.object.spec as { rules?: unknown[] } | undefined)?.rules ?? [];
+      const bad = new Set(result.errors.map((e) => Number(/^spec\.rules\[(\d+)\]/.exec(e)![1])));
+      assert.deepEqual(result.policy.spec.rules, rules.filter((_, i) => !bad.has(i)), 'exactly the rules with errors are left out');
+      assert.deepEqual(validateAuthorizationPolicy(result.policy).errors, [], 'what is enforced is valid');
+    }
   });
 }
 
@@ -244,10 +248,54 @@ test('buildPolicySet: a CUSTOM policy is reported and still enforced (fail close
   assert.match(set.problems[0].errors[0], /CUSTOM requires an extension provider; Cinch has none/);
 });
 
-test('buildPolicySet: a CUSTOM policy with other errors is skipped', () => {
-  const set = buildPolicySet([ap('ext', { action: 'CUSTOM', rules: [{ to: [{ operation: { ports: ['x'] } }] }] })]);
-  assert.equal(set.authorizationPolicies.length, 0);
-  assert.equal(set.problems[0].enforced, false);
+test('buildPolicySet: a CUSTOM policy keeps its valid rules (denied, fail closed); its rules with errors are left out', () => {
+  const set = buildPolicySet([ap('ext', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { ports: ['x'] } }] }, { to: [{ operation: { paths: ['/ext'] } }] }] })]);
+  assert.deepEqual(set.authorizationPolicies[0].spec.rules, [{ to: [{ operation: { paths: ['/ext'] } }] }]);
+  assert.equal(set.problems[0].enforced, true);
+});
+
+// Rules with errors, and JWT attributes, never make a policy weaker than its author meant.
+const decide = (objects: Record<string, unknown>[], request = http()) =>
+  compileWorkloadPolicy(buildPolicySet(objects), HTTPBIN).evaluate(request);
+
+test('an ALLOW policy whose only rule has an error allows nothing (skipping it would have allowed everything)', () => {
+  const objects = [ap('allow-office', { rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/33'] } }] }] })];
+  const set = buildPolicySet(objects);
+  assert.equal(set.problems[0].enforced, true);
+  assert.match(set.problems[0].warnings.join(), /spec\.rules\[0\]: left out because of its errors .*allows nothing/);
+  assert.equal(decide(objects).decision, 'DENY');
+});
+
+test('a DENY policy keeps denying with its valid rules when another of its rules has an error', () => {
+  const objects = [ap('deny', { action: 'DENY', rules: [{ to: [{ operation: { ports: ['0'] } }] }, { to: [{ operation: { paths: ['/admin*'] } }] }] })];
+  assert.equal(decide(objects, http({ path: '/admin/users' })).decision, 'DENY');
+  assert.equal(decide(objects, http({ path: '/headers' })).decision, 'ALLOW');
+});
+
+test('JWT attributes are evaluated as Istio does without a RequestAuthentication: no request has a request principal or claims', () => {
+  // Istio's "require a JWT" DENY rule: every request lacks a principal, so every request is denied.
+  const requireJwt = ap('require-jwt', { action: 'DENY', rules: [{ from: [{ source: { notRequestPrincipals: ['*'] } }] }] });
+  assert.equal(decide([requireJwt]).decision, 'DENY');
+  const set = buildPolicySet([requireJwt]);
+  assert.deepEqual(set.problems[0].errors, []);
+  assert.match(set.problems[0].warnings.join(), /no request has a request principal/);
+  // An ALLOW rule on requestPrincipals allows no one; the same policy's other rules still do.
+  const allowJwt = ap('allow-jwt', { rules: [{ from: [{ source: { requestPrincipals: ['https://issuer.example/*'] } }] }, { to: [{ operation: { paths: ['/public*'] } }] }] });
+  assert.equal(decide([allowJwt]).decision, 'DENY');
+  assert.equal(decide([allowJwt], http({ path: '/public/x' })).decision, 'ALLOW');
+  // Claims: values never hold (the rule never matches), only notValues always hold (the condition drops out).
+  const claims = (when: Record<string, unknown>) => ap('claims', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/a*'] } }], when: [when] }] });
+  assert.equal(decide([claims({ key: 'request.auth.claims[groups]', values: ['admin'] })], http({ path: '/a' })).decision, 'ALLOW');
+  assert.equal(decide([claims({ key: 'request.auth.claims[groups]', notValues: ['admin'] })], http({ path: '/a' })).decision, 'DENY');
+  assert.equal(decide([claims({ key: 'request.auth.claims[groups]', notValues: ['admin'] })], http({ path: '/b' })).decision, 'ALLOW');
+  // A from entry with requestPrincipals never matches; another entry of the same rule still can.
+  assert.deepEqual(withoutJwtAttributes({ from: [{ source: { requestPrincipals: ['*'] } }, { source: { namespaces: ['bar'] } }] }), { from: [{ source: { namespaces: ['bar'] } }] });
+  assert.equal(withoutJwtAttributes({ from: [{ source: { requestPrincipals: ['*'] } }] }), undefined);
+  assert.deepEqual(withoutJwtAttributes({ from: [{ source: { notRequestPrincipals: ['*'], namespaces: ['bar'] } }] }), { from: [{ source: { namespaces: ['bar'] } }] });
+});
+
+test('an unknown request.auth attribute is an error', () => {
+  assert.match(validateAuthorizationPolicy(ap('x', { rules: [{ when: [{ key: 'request.auth.nope', values: ['x'] }] }] })).errors.join(), /unknown attribute "request\.auth\.nope"/);
 });
 
 test('the root namespace used for warnings is configurable', () => {
