@@ -213,5 +213,5 @@ function reservedPortWarnings(apps: V1Container[]): string[] {
 
 function jobWarnings(spec: V1PodSpec, native: boolean): string[] {
   if (native || (spec.restartPolicy !== 'Never' && spec.restartPolicy !== 'OnFailure')) return [];
-  return [`restartPolicy ${spec.restartPolicy}: the proxy is a regular container and keeps the pod running after the app exits; use native sidecars (${ANNOTATION.nativeSidecar}: "true")`];
+  return [`restartPolicy ${spec.restartPolicy}: the proxy is a regular container and keeps the pod running after the app exits; use native sidecars (${ANNOTATION.nativeSidecar}: "true"), or end the job's command with curl -fsS -X POST http://127.0.0.1:15020/quitquitquit`];
 }
