@@ -174,6 +174,9 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
           setTimeout(() => res.end('part two'), 20);
         } else if (req.url === '/empty') {
           res.writeHead(204).end();
+        } else if (req.url === '/conn-named') {
+          // Connection names a framing header and a hop-by-hop one: the first must stay (it frames these bytes), the second go.
+          req.socket.end('HTTP/1.1 200 OK\r\nconnection: content-length, x-hop, close\r\ncontent-length: 5\r\nx-hop: 1\r\n\r\nhello');
         } else if (req.url === '/raw-close') {
           // An app that answers without a length and closes (HTTP/1.0 style).
           req.socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close');
@@ -230,6 +233,17 @@ describe('inbound HTTP/1.1 fast path, byte by byte', () => {
     const text = await exchange(port, 'GET /first HTTP/1.1\r\nhost: h\r\n\r\n' + 'POST /up HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n');
     assert.deepEqual(statuses(text), [200, 200]);
     assert.deepEqual(seen, ['GET /first 0', 'POST /up 5']);
+  });
+
+  it('keeps Content-Length when the app\'s Connection header names it, on both paths, and drops the hop-by-hop header it names', async () => {
+    const fast = await exchange(port, 'GET /conn-named HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n');
+    const viaNode = await exchange(port, 'POST /conn-named HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n0\r\n\r\n');
+    for (const text of [fast, viaNode]) {
+      assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.match(text, /\r\ncontent-length: 5\r\n/i);
+      assert.doesNotMatch(text, /x-hop|transfer-encoding/i);
+      assert.match(text, /\r\n\r\nhello$/);
+    }
   });
 
   it('lets node:http refuse what it refuses (smuggling attempts never reach the app)', async () => {
