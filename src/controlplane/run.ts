@@ -77,10 +77,17 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
   const servingNames = [...controlPlaneNames('cinch', opts.namespace), '127.0.0.1', ...opts.servingSan];
   const servingCert = await issueServingCertificate(ca.material, servingNames);
 
-  // Injection webhook (15017).
+  // Admission webhook (15017): sidecar injection, and policy validation at kubectl apply.
   const injector = new Injector(kc, { namespace: opts.namespace, logger: log.child({ component: 'injector' }), registry });
   await injector.start();
-  const webhook = createWebhookServer({ key: servingCert.keyPem, cert: servingCert.certChainPem, mutate: injector.mutate, registry, logger: log.child({ component: 'webhook' }) });
+  const webhook = createWebhookServer({
+    key: servingCert.keyPem,
+    cert: servingCert.certChainPem,
+    mutate: injector.mutate,
+    registry,
+    logger: log.child({ component: 'webhook' }),
+    policyOptions: { rootNamespace: opts.namespace },
+  });
   await webhook.listen(opts.webhookPort, opts.listenAddress);
   notReady.delete('webhook not serving yet');
   log.info('injection webhook listening', { port: opts.webhookPort });
@@ -135,6 +142,12 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
 
   // Controllers that must run once across replicas.
   const caBundle = new WebhookCaBundleController(kc, { url: opts.webhookUrl, logger: log.child({ component: 'webhook-ca-bundle' }) });
+  // Policy validation is served by the same server, at /validate.
+  const policyCaBundle = new WebhookCaBundleController(kc, {
+    kind: 'validating',
+    url: opts.webhookUrl ? new URL('/validate', opts.webhookUrl).toString() : undefined,
+    logger: log.child({ component: 'webhook-ca-bundle' }),
+  });
   const trustBundle = new TrustBundleController(kc, { logger: log.child({ component: 'trust-bundle' }), registry });
   const csrSigner = new CsrSigner(kc, { trustDomain: opts.trustDomain, ttl, logger: log.child({ component: 'csr-signer' }), registry });
   const leading = new Gauge({ name: 'cinch_leader', help: '1 on the replica that runs the leader-elected controllers.', registers: [registry] });
@@ -148,10 +161,12 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
       leading.set(1);
       signal.addEventListener('abort', () => leading.set(0));
       void caBundle.start(ca.material.trustBundle);
+      void policyCaBundle.start(ca.material.trustBundle);
       void trustBundle.start(ca.material.trustBundle);
       void csrSigner.start(ca.material);
       signal.addEventListener('abort', () => {
         void caBundle.stop();
+        void policyCaBundle.stop();
         void trustBundle.stop();
         void csrSigner.stop();
       });
@@ -170,6 +185,7 @@ export async function runControlPlane(opts: ControlPlaneOptions): Promise<void> 
       mesh.setTrustBundle(next.material.trustBundle);
       trustBundle.setRoots(next.material.trustBundle);
       caBundle.setRoots(next.material.trustBundle);
+      policyCaBundle.setRoots(next.material.trustBundle);
       csrSigner.setMaterial(next.material);
       void reissueServingCerts('CA material changed');
     },

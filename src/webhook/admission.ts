@@ -70,10 +70,12 @@ export function podDisplayName(request: AdmissionRequest): string {
  * patch, is serialised once and base64-encoded once: base64 needs no JSON escaping, so it is spliced
  * in as it is instead of being scanned again by a second JSON.stringify (and again by the framework).
  */
-export function encodeReviewResponse(review: AdmissionReview, result: MutationResult | { kind: 'allow' }): string {
+export function encodeReviewResponse(review: AdmissionReview, result: MutationResult | { kind: 'allow'; warnings?: string[] }): string {
   let response = `{"uid":${JSON.stringify(review.request.uid)},"allowed":${result.kind !== 'refuse'}`;
   if (result.kind === 'patch') {
     if (result.patch.length > 0) response += `,"patchType":"JSONPatch","patch":"${base64Json(result.patch)}"`;
+    if (result.warnings?.length) response += `,"warnings":${JSON.stringify(result.warnings)}`;
+  } else if (result.kind === 'allow') {
     if (result.warnings?.length) response += `,"warnings":${JSON.stringify(result.warnings)}`;
   } else if (result.kind === 'refuse') {
     response += `,"status":${JSON.stringify({ code: 400, reason: 'BadRequest', message: result.message })}`;

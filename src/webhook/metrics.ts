@@ -4,6 +4,7 @@ import { FAST_LATENCY_BUCKETS_SECONDS } from '../telemetry/metrics.ts';
 export interface WebhookMetrics {
   requests: Counter<'result' | 'reason'>;
   duration: Histogram<'result'>;
+  policyReviews: Counter<'result' | 'reason'>;
 }
 
 export function createWebhookMetrics(registry: Registry): WebhookMetrics {
@@ -19,6 +20,12 @@ export function createWebhookMetrics(registry: Registry): WebhookMetrics {
       help: 'Time to answer an admission review, from parsed body to response.',
       labelNames: ['result'],
       buckets: FAST_LATENCY_BUCKETS_SECONDS,
+      registers: [registry],
+    }),
+    policyReviews: new Counter({
+      name: 'cinch_policy_admission_total',
+      help: 'PeerAuthentication and AuthorizationPolicy admission reviews by result (allowed, refused) and reason.',
+      labelNames: ['result', 'reason'],
       registers: [registry],
     }),
   };

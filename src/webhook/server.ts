@@ -1,5 +1,5 @@
-// The injection webhook: AdmissionReview over HTTPS (port 15017, POST /inject).
-// The decision and the patch come from the injector it is given; this shell only speaks the protocol.
+// The admission webhook: AdmissionReview over HTTPS (port 15017): POST /inject for pods, POST /validate for
+// Istio-format policies. The decisions come from the injector and the policy core; this shell speaks the protocol.
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -18,6 +18,8 @@ import {
 } from './admission.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import { createWebhookMetrics } from './metrics.ts';
+import { admitPolicy } from './policy-admission.ts';
+import type { PolicyOptions } from '../policy/types.ts';
 import { sendJsonText } from '../http/json.ts';
 
 export type Mutator = (pod: V1Pod, request: AdmissionRequest) => MutationResult | Promise<MutationResult>;
@@ -32,6 +34,8 @@ export interface WebhookServerOptions {
   bodyLimit?: string;
   /** Reasons the webhook is not ready yet (empty when ready). */
   notReadyReasons?: () => string[];
+  /** For /validate: the mesh's root namespace (policy warnings depend on it). */
+  policyOptions?: PolicyOptions;
 }
 
 export interface WebhookServer {
@@ -110,8 +114,28 @@ export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
     sendJsonText(res, 200, encodeReviewResponse(review, result));
   });
 
+  // Istio-format policies, checked at kubectl apply (ValidatingWebhookConfiguration cinch-policy-validator).
+  app.post('/validate', express.json({ limit: opts.bodyLimit ?? '3mb', type: ['application/json', 'application/*+json'] }), (req: Request, res: Response) => {
+    if (!req.is(['application/json', 'application/*+json'])) {
+      res.status(415).json(errorBody('unsupported_media_type', `content-type must be application/json, got ${req.get('content-type') ?? 'none'}`));
+      return;
+    }
+    let review;
+    try {
+      review = parseAdmissionReview(req.body);
+    } catch (err) {
+      if (!(err instanceof BadReviewError)) throw err;
+      res.status(400).json(errorBody('bad_request', `invalid AdmissionReview: ${err.message}`));
+      return;
+    }
+    const result = admitPolicy(review.request, opts.policyOptions);
+    metrics.policyReviews.inc({ result: result.kind === 'refuse' ? 'refused' : 'allowed', reason: result.reason });
+    if (result.kind === 'refuse') log.info('policy refused at admission', { namespace: review.request.namespace, name: review.request.name, message: result.message });
+    sendJsonText(res, 200, encodeReviewResponse(review, result));
+  });
+
   app.use((_req, res) => {
-    res.status(404).json(errorBody('not_found', 'unknown path; the webhook serves POST /inject, GET /healthz, GET /readyz'));
+    res.status(404).json(errorBody('not_found', 'unknown path; the webhook serves POST /inject, POST /validate, GET /healthz, GET /readyz'));
   });
   // express.json's errors carry a status (413 too large, 400 unparsable, 415 bad charset).
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {

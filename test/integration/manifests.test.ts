@@ -113,7 +113,7 @@ function installTests(dir: string, expectations: (objects: K8sObject[]) => void)
 
     test('renders the whole install', () => {
       const kinds = new Set(objects.map((o) => o.kind));
-      for (const kind of ['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Service', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration']) {
+      for (const kind of ['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Service', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
         assert.ok(kinds.has(kind), `${dir} renders a ${kind}`);
       }
       assert.deepEqual(objects.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => o.metadata.name).sort(), [
