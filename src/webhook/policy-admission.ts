@@ -15,6 +15,9 @@ export function admitPolicy(request: AdmissionRequest, options: PolicyOptions = 
   if (request.kind?.group !== SECURITY_GROUP || (kind !== 'PeerAuthentication' && kind !== 'AuthorizationPolicy')) return { kind: 'allow', reason: 'not_a_policy' };
   if (request.operation !== 'CREATE' && request.operation !== 'UPDATE') return { kind: 'allow', reason: 'not_create_or_update' };
   const object = request.object;
+  // An object on its way out (finalizers being removed) is never held back by what is wrong with it.
+  const meta = (object as { metadata?: { deletionTimestamp?: unknown } } | undefined)?.metadata;
+  if (meta?.deletionTimestamp) return { kind: 'allow', reason: 'being_deleted' };
   const result = kind === 'PeerAuthentication' ? validatePeerAuthentication(object, options) : validateAuthorizationPolicy(object, options);
   const ref = `${request.namespace ?? '?'}/${request.name ?? '?'}`;
   // CUSTOM is accepted as Istio accepts it without a provider: enforced as a deny of what it matches (a warning says so).

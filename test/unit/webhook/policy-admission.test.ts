@@ -42,4 +42,7 @@ test('anything else passes untouched: other kinds and groups, DELETE', () => {
   assert.equal(admitPolicy(request('AuthorizationPolicy', {}, 'CREATE', 'example.com')).reason, 'not_a_policy');
   assert.equal(admitPolicy(request('AuthorizationPolicy', ap({ rules: 'x' }), 'DELETE')).reason, 'not_create_or_update');
   assert.equal(admitPolicy(request('AuthorizationPolicy', ap({ rules: 'x' }), 'UPDATE')).kind, 'refuse');
+  // Removing a finalizer from an invalid policy being deleted must not be refused (it would never go away).
+  const leaving = { ...ap({ rules: 'x' }), metadata: { name: 'p', namespace: 'foo', deletionTimestamp: '2026-12-04T00:00:00Z', finalizers: [] } };
+  assert.equal(admitPolicy(request('AuthorizationPolicy', leaving, 'UPDATE')).reason, 'being_deleted');
 });
