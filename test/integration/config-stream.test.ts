@@ -3,7 +3,6 @@
 // `kubectl apply` of a policy reaches the connected proxy; invalid policies get an Event and do not
 // take the valid ones down; only the pod's own identity may read its config.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import https from 'node:https';
@@ -23,7 +22,7 @@ import { ConfigClient, CONFIG_PATH, type ProxyConfig } from '../../src/proxy/con
 import type { MeshCredentials } from '../../src/proxy/types.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { generateTestKey, makeCsr } from '../unit/ca/support.ts';
-import { createServiceAccount, testKubeConfig, uniqueName } from '../support/kube.ts';
+import { createServiceAccount, runKubectl, testKubeConfig, uniqueName } from '../support/kube.ts';
 
 const TD = 'cluster.local';
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -53,17 +52,10 @@ let server: https.Server;
 let port: number;
 const clients: ConfigClient[] = [];
 
-function kubectl(args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('kubectl', args, { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`kubectl ${args.join(' ')} exited ${code}: ${err}`))));
-    child.stdin.end(input ?? '');
-  });
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const run = await runKubectl(args, input);
+  if (run.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${run.code}: ${run.stderr}`);
+  return run.stdout;
 }
 
 /** A workload certificate signed by the CA core for `spiffeId`, in the shape the proxy's agent keeps. */

@@ -1,7 +1,6 @@
 // Policy validation at kubectl apply, through the real API server: the shipped ValidatingWebhookConfiguration
 // (only clientConfig pointed at this process), the real webhook server, kubectl as a security team runs it.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -12,7 +11,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { createRegistry } from '../../src/telemetry/metrics.ts';
 import { createWebhookServer, type WebhookServer } from '../../src/webhook/server.ts';
 import { installCrds } from '../e2e/mesh.ts';
-import { createNamespace, testKubeConfig, uniqueName } from '../support/kube.ts';
+import { createNamespace, runKubectl, testKubeConfig, uniqueName } from '../support/kube.ts';
 import { makeServingCert } from '../support/tls.ts';
 
 const kc = testKubeConfig();
@@ -22,19 +21,7 @@ const webhookName = uniqueName('cinch-test-policy-validator');
 let webhook: WebhookServer;
 let ns: { name: string; cleanup: () => Promise<void> };
 
-/** kubectl, asynchronously: the webhook it reaches through the API server runs in this very process. */
-function kubectl(args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('kubectl', args, { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const kubectl = (args: string[], input: string) => runKubectl(args, input);
 
 const policy = (name: string, spec: string) => `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

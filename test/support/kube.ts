@@ -1,4 +1,5 @@
 // Helpers for tests against the real API server started by test/cluster/global-setup.ts.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 
@@ -45,4 +46,21 @@ export async function requestToken(kc: KubeConfig, namespace: string, serviceAcc
 export async function reviewToken(kc: KubeConfig, token: string, audiences: string[]) {
   const res = await kc.makeApiClient(AuthenticationV1Api).createTokenReview({ body: { spec: { token, audiences } } });
   return res.status ?? {};
+}
+
+/**
+ * kubectl against the test cluster, asynchronously: a webhook the API server calls back may run in the test's own
+ * process, and a synchronous spawn would block it until the API server times out.
+ */
+export function runKubectl(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('kubectl', args, { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
 }
