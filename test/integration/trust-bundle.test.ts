@@ -121,7 +121,9 @@ test('a ConfigMap of that name made by someone else is taken over', async () => 
 test('new roots reach every namespace; distributed() is exact', async () => {
   const ns = await namespace('tb-roots');
   await waitFor('bundle', () => holds([rootA])(ns));
-  assert.equal(controller.distributed([rootA]), true);
+  // The controller's cache sees its own write a moment after the API server has it (and namespaces the tests
+  // before this one delete are still terminating): wait for its view rather than assume it is already there.
+  await waitFor('distributed', () => controller.distributed([rootA]));
   controller.setRoots([rootA, rootB]);
   await waitFor('both roots everywhere', () => controller.distributed([rootA, rootB]));
   assert.equal(controller.distributed([rootA]), false, 'the old set alone is no longer distributed');
