@@ -72,12 +72,9 @@ export function podDisplayName(request: AdmissionRequest): string {
  */
 export function encodeReviewResponse(review: AdmissionReview, result: MutationResult | { kind: 'allow'; warnings?: string[] }): string {
   let response = `{"uid":${JSON.stringify(review.request.uid)},"allowed":${result.kind !== 'refuse'}`;
-  if (result.kind === 'patch') {
-    if (result.patch.length > 0) response += `,"patchType":"JSONPatch","patch":"${base64Json(result.patch)}"`;
-    if (result.warnings?.length) response += `,"warnings":${JSON.stringify(result.warnings)}`;
-  } else if (result.kind === 'allow') {
-    if (result.warnings?.length) response += `,"warnings":${JSON.stringify(result.warnings)}`;
-  } else if (result.kind === 'refuse') {
+  if (result.kind === 'patch' && result.patch.length > 0) response += `,"patchType":"JSONPatch","patch":"${base64Json(result.patch)}"`;
+  if ((result.kind === 'patch' || result.kind === 'allow') && result.warnings?.length) response += `,"warnings":${JSON.stringify(result.warnings)}`;
+  if (result.kind === 'refuse') {
     response += `,"status":${JSON.stringify({ code: 400, reason: 'BadRequest', message: result.message })}`;
   }
   return `{"apiVersion":${JSON.stringify(review.apiVersion)},"kind":"AdmissionReview","response":${response}}}`;

@@ -14,6 +14,7 @@ import {
   podOf,
   encodeReviewResponse,
   type AdmissionRequest,
+  type AdmissionReview,
   type MutationResult,
 } from './admission.ts';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -47,6 +48,8 @@ export interface WebhookServer {
   close(graceMs?: number): Promise<void>;
 }
 
+const JSON_TYPES = ['application/json', 'application/*+json'];
+
 function errorBody(code: string, message: string) {
   return { error: { code, message } };
 }
@@ -74,22 +77,28 @@ export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
     res.status(reasons.length ? 503 : 200).type('text/plain').send(reasons.length ? `${reasons.join('\n')}\n` : 'ok\n');
   });
 
-  app.post('/inject', express.json({ limit: opts.bodyLimit ?? '3mb', type: ['application/json', 'application/*+json'] }), async (req: Request, res: Response) => {
-    if (!req.is(['application/json', 'application/*+json'])) {
-      metrics.requests.inc({ result: 'invalid', reason: 'content_type' });
+  const jsonBody = express.json({ limit: opts.bodyLimit ?? '3mb', type: JSON_TYPES });
+  /** The parsed AdmissionReview, or undefined once a 415/400 has been answered (`invalid` counts why). */
+  const readReview = (req: Request, res: Response, invalid?: (reason: string) => void): AdmissionReview | undefined => {
+    if (!req.is(JSON_TYPES)) {
+      invalid?.('content_type');
       res.status(415).json(errorBody('unsupported_media_type', `content-type must be application/json, got ${req.get('content-type') ?? 'none'}`));
-      return;
+      return undefined;
     }
-    const started = performance.now();
-    let review;
     try {
-      review = parseAdmissionReview(req.body);
+      return parseAdmissionReview(req.body);
     } catch (err) {
       if (!(err instanceof BadReviewError)) throw err;
-      metrics.requests.inc({ result: 'invalid', reason: 'bad_review' });
+      invalid?.('bad_review');
       res.status(400).json(errorBody('bad_request', `invalid AdmissionReview: ${err.message}`));
-      return;
+      return undefined;
     }
+  };
+
+  app.post('/inject', jsonBody, async (req: Request, res: Response) => {
+    const started = performance.now();
+    const review = readReview(req, res, (reason) => metrics.requests.inc({ result: 'invalid', reason }));
+    if (!review) return;
     const request = review.request;
     if (!isPodCreate(request)) {
       metrics.requests.inc({ result: 'ignored', reason: 'not_pod_create' });
@@ -115,19 +124,9 @@ export function createWebhookServer(opts: WebhookServerOptions): WebhookServer {
   });
 
   // Istio-format policies, checked at kubectl apply (ValidatingWebhookConfiguration cinch-policy-validator).
-  app.post('/validate', express.json({ limit: opts.bodyLimit ?? '3mb', type: ['application/json', 'application/*+json'] }), (req: Request, res: Response) => {
-    if (!req.is(['application/json', 'application/*+json'])) {
-      res.status(415).json(errorBody('unsupported_media_type', `content-type must be application/json, got ${req.get('content-type') ?? 'none'}`));
-      return;
-    }
-    let review;
-    try {
-      review = parseAdmissionReview(req.body);
-    } catch (err) {
-      if (!(err instanceof BadReviewError)) throw err;
-      res.status(400).json(errorBody('bad_request', `invalid AdmissionReview: ${err.message}`));
-      return;
-    }
+  app.post('/validate', jsonBody, (req: Request, res: Response) => {
+    const review = readReview(req, res);
+    if (!review) return;
     const result = admitPolicy(review.request, opts.policyOptions);
     metrics.policyReviews.inc({ result: result.kind === 'refuse' ? 'refused' : 'allowed', reason: result.reason });
     if (result.kind === 'refuse') log.info('policy refused at admission', { namespace: review.request.namespace, name: review.request.name, message: result.message });
