@@ -10,6 +10,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Registry } from 'prom-client';
 import { createProxyLogger, type ProxyLogger as Logger } from './log.ts';
+import { plainIp } from './types.ts';
 
 export const STATS_PORT = 15020;
 export const READY_PORT = 15021;
@@ -133,9 +134,8 @@ export class AdminServer {
 }
 
 function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return v4.startsWith('127.') || address === '::1';
+  const ip = plainIp(address);
+  return ip.startsWith('127.') || ip === '::1';
 }
 
 function pathOf(url: string | undefined): string {
