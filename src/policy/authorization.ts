@@ -230,6 +230,13 @@ function paths(patterns: readonly string[]): (path: string | undefined) => boole
   return (path) => path !== undefined && matchers.some((m) => m(path));
 }
 
+/**
+ * Cinch validates no JWTs (no RequestAuthentication), so, as in Istio without one, no request has a request
+ * principal or claims: requestPrincipals and request.auth.* values never match, their not- forms always do (the
+ * "require a JWT" DENY rule, notRequestPrincipals: ["*"], denies every request). HTTP-only, as in Istio.
+ */
+const noJwt = (): string | undefined => undefined;
+
 function sourceChecks(source: Source, policyNamespace: string): Check[] {
   const principal = (r: RequestView): string | undefined => r.identity.principal;
   const namespace = (r: RequestView): string | undefined => r.identity.namespace;
@@ -242,6 +249,7 @@ function sourceChecks(source: Source, policyNamespace: string): Check[] {
     ...valueChecks(source.ipBlocks, source.notIpBlocks, ipRanges, sourceIp),
     // No gateway or PROXY protocol in front of a sidecar: the remote address is the packet source.
     ...valueChecks(source.remoteIpBlocks, source.notRemoteIpBlocks, ipRanges, sourceIp),
+    ...valueChecks(source.requestPrincipals, source.notRequestPrincipals, strings, noJwt, true),
   ];
 }
 
@@ -273,6 +281,7 @@ function conditionChecks(condition: Condition, policyNamespace: string): Check[]
     case 'connection.sni':
       return valueChecks(values, notValues, strings, (r) => r.input.sni);
   }
+  if (key.startsWith('request.auth.')) return valueChecks(values, notValues, strings, noJwt, true);
   const header = /^request\.headers\[(.+)\]$/.exec(key);
   if (header) {
     const name = header[1].toLowerCase();

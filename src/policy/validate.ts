@@ -397,8 +397,12 @@ function usesHttpOnlyFields(rule: Record<string, unknown>): { httpOnly: boolean;
     if (HTTP_ONLY_OPERATION_FIELDS.some((f) => present(op[f]))) httpOnly = true;
     if (present(op.ports) || present(op.notPorts)) hasPorts = true;
   }
+  for (const from of Array.isArray(rule.from) ? rule.from : []) {
+    const source: unknown = isObject(from) ? from.source : undefined;
+    if (isObject(source) && (present(source.requestPrincipals) || present(source.notRequestPrincipals))) httpOnly = true;
+  }
   for (const c of Array.isArray(rule.when) ? rule.when : []) {
-    if (isObject(c) && typeof c.key === 'string' && c.key.startsWith('request.headers')) httpOnly = true;
+    if (isObject(c) && typeof c.key === 'string' && (c.key.startsWith('request.headers') || c.key.startsWith('request.auth.'))) httpOnly = true;
   }
   return { httpOnly, hasPorts };
 }
@@ -455,15 +459,19 @@ export function validateAuthorizationPolicy(obj: unknown, _options: PolicyOption
   }
 
   const rules = spec.rules;
-  /** Errors found inside each rule, by rule index: those rules are enforced in part (see enforceableRule). */
-  const ruleErrors = new Map<number, string[]>();
+  /** Rules with errors (by index) are left out; errors outside the rules skip the whole policy. */
+  const rulesInError = new Set<number>();
+  let ruleErrorCount = 0;
   if (present(rules) && !Array.isArray(rules)) {
     issues.error('spec.rules', 'must be a list of rules');
   } else if (Array.isArray(rules)) {
     rules.forEach((rule, i) => {
       const errorsBefore = issues.errors.length;
       checkRule(issues, `spec.rules[${i}]`, rule, action);
-      if (issues.errors.length > errorsBefore) ruleErrors.set(i, issues.errors.slice(errorsBefore));
+      if (issues.errors.length > errorsBefore) {
+        rulesInError.add(i);
+        ruleErrorCount += issues.errors.length - errorsBefore;
+      }
     });
   }
   const hasRules = Array.isArray(rules) && rules.length > 0;
@@ -479,7 +487,7 @@ export function validateAuthorizationPolicy(obj: unknown, _options: PolicyOption
   }
 
   // Errors outside the rules (metadata, selector, action, …) leave the policy's scope or meaning unknown: skipped.
-  const policyErrors = issues.errors.length - [...ruleErrors.values()].reduce((n, e) => n + e.length, 0);
+  const policyErrors = issues.errors.length - ruleErrorCount;
   if (custom) issues.error('spec.action', CUSTOM_UNSUPPORTED + '; requests it matches are denied (fail closed)');
   if (policyErrors > 0) return { errors: issues.errors, warnings: issues.warnings };
   // A well-formed CUSTOM policy stays enforceable: Cinch denies what it matches rather than let it through.
@@ -490,15 +498,11 @@ export function validateAuthorizationPolicy(obj: unknown, _options: PolicyOption
   if (Array.isArray(rules)) {
     const kept = (rules as unknown[]).flatMap((rule, i) => {
       const path = `spec.rules[${i}]`;
-      if (ruleErrors.has(i)) {
-        issues.warn(path, `left out because of its errors (the rest of the policy applies): ${action === 'ALLOW' ? 'it allows nothing' : 'it matches nothing'}`);
-        return [];
-      }
-      const evaluable = withoutJwtAttributes(rule as Record<string, unknown>);
-      if (evaluable === undefined) issues.warn(path, 'never matches: it needs a request principal or JWT claims, which no request has in Cinch');
-      return evaluable === undefined ? [] : [evaluable];
+      if (!rulesInError.has(i)) return [rule];
+      issues.warn(path, `left out because of its errors (the rest of the policy applies): ${action === 'ALLOW' ? 'it allows nothing' : 'it matches nothing'}`);
+      return [];
     });
-    if (kept.length !== rules.length || kept.some((r, i) => r !== rules[i])) enforcedSpec = { ...spec, rules: kept };
+    if (rulesInError.size > 0) enforcedSpec = { ...spec, rules: kept };
   }
   const policy = { ...(root as unknown as AuthorizationPolicy), spec: enforcedSpec as AuthorizationPolicy['spec'] };
   return { policy, errors: issues.errors, warnings: issues.warnings };
@@ -519,50 +523,6 @@ function checkRule(issues: Issues, path: string, rule: unknown, action: unknown)
       issues.warn(path, 'on TCP traffic this DENY rule ignores its HTTP-only conditions (hosts, methods, paths, headers) and denies all TCP traffic it otherwise matches; add ports to limit it');
     }
   }
-}
-
-/**
- * A valid rule as Istio evaluates it without a RequestAuthentication, which is Cinch's case: no request has a request
- * principal or JWT claims. A `from` entry with requestPrincipals never matches; notRequestPrincipals always holds; a
- * request.auth.* condition with values never holds, one with only notValues always does. Returns the rule without
- * those attributes, or undefined when it can never match. (So the usual "require a JWT" DENY rule,
- * `from: [{source: {notRequestPrincipals: ["*"]}}]`, denies every request, and an ALLOW rule on requestPrincipals
- * allows none: fail closed, exactly as Istio would without a RequestAuthentication.)
- */
-export function withoutJwtAttributes(rule: Record<string, unknown>): Record<string, unknown> | undefined {
-  const usesJwt =
-    (Array.isArray(rule.from) && rule.from.some((e) => isObject(e) && isObject(e.source) && ('requestPrincipals' in e.source || 'notRequestPrincipals' in e.source))) ||
-    (Array.isArray(rule.when) && rule.when.some((c) => isObject(c) && typeof c.key === 'string' && c.key.startsWith('request.auth.')));
-  if (!usesJwt) return rule;
-  const out: Record<string, unknown> = { ...rule };
-  if (Array.isArray(rule.from)) {
-    const entries: unknown[] = [];
-    let matchesAll = false;
-    for (const entry of rule.from as Record<string, Record<string, unknown>>[]) {
-      const source = { ...entry.source };
-      if (Array.isArray(source.requestPrincipals) && source.requestPrincipals.length > 0) continue; // never matches
-      delete source.requestPrincipals;
-      delete source.notRequestPrincipals; // always holds
-      if (Object.keys(source).length === 0) matchesAll = true;
-      entries.push({ ...entry, source });
-    }
-    if (entries.length === 0) return undefined;
-    if (matchesAll) delete out.from;
-    else out.from = entries;
-  }
-  if (Array.isArray(rule.when)) {
-    const conditions: unknown[] = [];
-    for (const condition of rule.when as Record<string, unknown>[]) {
-      if (typeof condition.key !== 'string' || !condition.key.startsWith('request.auth.')) {
-        conditions.push(condition);
-        continue;
-      }
-      if (Array.isArray(condition.values) && condition.values.length > 0) return undefined; // never holds
-    }
-    if (conditions.length > 0) out.when = conditions;
-    else delete out.when;
-  }
-  return out;
 }
 
 /** Go's strconv.ParseBool, which Istio uses for `istio.io/dry-run`. */

@@ -129,7 +129,7 @@ test('invalid policies are left out and reported, the valid ones of the same nam
   const problems = new Map(index.problems.map((p) => [p.ref, p]));
   assert.equal(problems.get('foo/bad-action')?.enforced, false);
   // JWT claims: no request has them in Cinch (no RequestAuthentication), so the rule never matches: a warning, and the
-  // policy is delivered with no rules (it allows nothing), never skipped.
+  // policy is delivered as written (the proxy's evaluator reads JWT attributes as absent), never skipped.
   assert.equal(problems.get('foo/jwt')?.enforced, true);
   assert.deepEqual(problems.get('foo/jwt')!.errors, []);
   assert.match(problems.get('foo/jwt')!.warnings.join(), /RequestAuthentication/);
@@ -138,7 +138,7 @@ test('invalid policies are left out and reported, the valid ones of the same nam
   assert.equal(problems.has('foo/good'), false);
   const config = buildProxyConfig(snapshot({ policies: objects }), httpbin);
   assert.deepEqual(names(config.authorizationPolicies).sort(), ['foo/custom', 'foo/good', 'foo/jwt']);
-  assert.deepEqual(config.authorizationPolicies.find((p) => p.metadata.name === 'jwt')?.spec.rules, []);
+  assert.deepEqual(config.authorizationPolicies.find((p) => p.metadata.name === 'jwt')?.spec.rules, [{ when: [{ key: 'request.auth.claims[iss]', values: ['x'] }] }]);
 });
 
 test('pushed policies carry only what the core reads: no managedFields, no last-applied copy', () => {

@@ -2,7 +2,7 @@
 // ones, and warnings never stop a policy from being enforced.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildPolicySet, validateAuthorizationPolicy, validatePeerAuthentication, withoutJwtAttributes } from '../../../src/policy/validate.ts';
+import { buildPolicySet, validateAuthorizationPolicy, validatePeerAuthentication } from '../../../src/policy/validate.ts';
 import { compileWorkloadPolicy } from '../../../src/policy/workload.ts';
 import { ap, HTTPBIN, http, pa } from './support.ts';
 
@@ -289,9 +289,13 @@ test('JWT attributes are evaluated as Istio does without a RequestAuthentication
   assert.equal(decide([claims({ key: 'request.auth.claims[groups]', notValues: ['admin'] })], http({ path: '/a' })).decision, 'DENY');
   assert.equal(decide([claims({ key: 'request.auth.claims[groups]', notValues: ['admin'] })], http({ path: '/b' })).decision, 'ALLOW');
   // A from entry with requestPrincipals never matches; another entry of the same rule still can.
-  assert.deepEqual(withoutJwtAttributes({ from: [{ source: { requestPrincipals: ['*'] } }, { source: { namespaces: ['bar'] } }] }), { from: [{ source: { namespaces: ['bar'] } }] });
-  assert.equal(withoutJwtAttributes({ from: [{ source: { requestPrincipals: ['*'] } }] }), undefined);
-  assert.deepEqual(withoutJwtAttributes({ from: [{ source: { notRequestPrincipals: ['*'], namespaces: ['bar'] } }] }), { from: [{ source: { namespaces: ['bar'] } }] });
+  const either = ap('either', { rules: [{ from: [{ source: { requestPrincipals: ['*'] } }, { source: { namespaces: ['bar'] } }] }] });
+  assert.equal(decide([either]).decision, 'ALLOW');
+  assert.equal(decide([either], http({ principal: 'cluster.local/ns/qux/sa/y' })).decision, 'DENY');
+  // notRequestPrincipals always holds, so only the entry's other fields decide.
+  const notJwtFromBar = ap('not-jwt', { action: 'DENY', rules: [{ from: [{ source: { notRequestPrincipals: ['*'], namespaces: ['bar'] } }] }] });
+  assert.equal(decide([notJwtFromBar]).decision, 'DENY');
+  assert.equal(decide([notJwtFromBar], http({ principal: 'cluster.local/ns/qux/sa/y' })).decision, 'ALLOW');
 });
 
 test('an unknown request.auth attribute is an error', () => {
